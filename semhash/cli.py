@@ -1,0 +1,161 @@
+"""The `semhash` command line: thin click commands over the library. JSON on stdout, logs on stderr."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .errors import SemhashError
+
+DEFAULT_MODEL_DIR = "semhash-model"
+
+
+def _fail_cleanly(fn):
+    """Turn project errors into `Error: …` with exit code 1 (click's own convention)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SemhashError as e:
+            raise click.ClickException(str(e)) from None
+    return wrapper
+
+
+def _emit(obj: dict) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def _log(msg: str, quiet: bool = False) -> None:
+    if not quiet:
+        click.echo(msg, err=True)
+
+
+def training_options(fn):
+    """Options shared by every command that may train a model."""
+    opts = [
+        click.option("--bits", default=32, show_default=True, help="Code length (a multiple of 8)."),
+        click.option("--hasher", default="ae", show_default=True, help="How codes are made: ae (autoencoder)."),
+        click.option("--epochs", default=30, show_default=True, help="Most training epochs (early stopping may end sooner)."),
+        click.option("--batch-size", default=256, show_default=True, help="Training batch size."),
+        click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate."),
+        click.option("--noise", default=4.0, show_default=True, help="Std of the noise added to the code logits in training."),
+        click.option("--hidden", default="512,256", show_default=True, help="Encoder layer widths (decoder mirrors them)."),
+        click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+                     help="Where to train: auto picks CUDA, then Apple MPS, then the CPU."),
+        click.option("--seed", default=0, show_default=True, help="Random seed (CPU runs are reproducible)."),
+        click.option("--max-features", default=10000, show_default=True, help="Vocabulary size for text corpora."),
+        click.option("--standardize/--no-standardize", default=False, show_default=True,
+                     help="Standardize dense vectors before training."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def build_hasher(bits: int, hasher: str, epochs: int, batch_size: int, lr: float, noise: float, hidden: str,
+                 device: str, seed: int):
+    """A fresh, untrained hasher from command-line options."""
+    from .errors import ConfigError
+    from .hashers import hasher_class
+
+    cls = hasher_class(hasher)
+    if hasher == "ae":
+        from .hashers.train import TrainConfig
+
+        try:
+            widths = [int(w) for w in hidden.split(",") if w.strip()]
+        except ValueError:
+            raise ConfigError(f"--hidden must be comma-separated integers, got {hidden!r}") from None
+        if not widths or min(widths) < 1:
+            raise ConfigError(f"--hidden needs at least one positive width, got {hidden!r}")
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, noise=noise, device=device, seed=seed)
+        return cls(bits=bits, hidden=widths, train_config=cfg)
+    return cls(bits=bits, seed=seed)
+
+
+def train_model(corpus_path: str, quiet: bool, bits: int, hasher: str, max_features: int, standardize: bool,
+                **train_opts):
+    """Read and validate the whole corpus, then fit featurizer and hasher. Nothing is written."""
+    from .corpus import Corpus
+    from .model import Model
+
+    h = build_hasher(bits, hasher, **train_opts)  # validates options before the corpus is read
+    data = Corpus(corpus_path).read_all()
+    _log(f"Read {len(data)} {data.kind} records from {corpus_path}; training {h.name} at {bits} bits", quiet)
+    return Model.fit(data, h, {"max_features": max_features, "standardize": standardize}, progress=not quiet)
+
+
+@click.group(epilog="Example: semhash train data/debian-sample.jsonl -o my-model --bits 32")
+@click.version_option(package_name="semhash")
+def main() -> None:
+    """semhash: semantic hashing retrieval.
+
+    Learns short binary codes with a noise-injected sigmoid autoencoder, so that similar items
+    get codes that differ in few bits.
+    """
+
+
+@main.command(epilog="Example: semhash train data/debian-sample.jsonl -o semhash-model --bits 32 --epochs 20")
+@click.argument("corpus")
+@click.option("-o", "--output", default=DEFAULT_MODEL_DIR, show_default=True, help="Model directory to write.")
+@training_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress or log lines on stderr.")
+@_fail_cleanly
+def train(corpus: str, output: str, quiet: bool, **opts) -> None:
+    """Train a model on CORPUS (JSONL, CSV/TSV, text lines, a folder of .txt, .npy/.npz)."""
+    model = train_model(corpus, quiet, **opts)
+    model.save(output)
+    hist = model.info.get("history", {})
+    _log(f"Saved the model to {output}", quiet)
+    _emit({"model": output, "items": model.info.get("trained_on"), "kind": model.kind, "bits": model.bits,
+           "feature_dim": model.featurizer.dim, "epochs": hist.get("epochs_run"),
+           "val_loss": hist.get("best_val_loss"), "seconds": hist.get("seconds"), "device": hist.get("device")})
+
+
+@main.command(epilog="Example: semhash encode data/debian-sample.jsonl --model semhash-model > codes.jsonl")
+@click.argument("corpus")
+@click.option("-m", "--model", "model_dir", default=DEFAULT_MODEL_DIR, show_default=True, help="Model directory.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "npy"]), default="jsonl", show_default=True,
+              help="jsonl: one {\"id\", \"code\"} line per item; npy: a packed uint8 array (n, bits/8), needs -o.")
+@click.option("-o", "--output", default=None, help="Write to this file instead of stdout.")
+@_fail_cleanly
+def encode(corpus: str, model_dir: str, fmt: str, output: str | None) -> None:
+    """Print the binary code of every item of CORPUS (hex, most significant bit first)."""
+    from .corpus import Corpus
+    from .errors import ConfigError
+    from .model import Model, code_records
+
+    if fmt == "npy" and not output:
+        raise ConfigError("--format npy writes a binary array: give a file with -o FILE")
+    model = Model.load(model_dir)
+    source = Corpus(corpus)
+    source.validate()  # a malformed corpus fails before anything is written
+    if output is None:
+        for batch, codes in model.encode_corpus(source):
+            for rec in code_records(batch, codes):
+                _emit(rec)
+        return
+    out = Path(output)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.absolute().parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if fmt == "npy":
+                parts = [codes for _, codes in model.encode_corpus(source)]
+                np.save(fh, np.concatenate(parts, axis=0))
+            else:
+                for batch, codes in model.encode_corpus(source):
+                    fh.write("".join(json.dumps(r) + "\n" for r in code_records(batch, codes)).encode())
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

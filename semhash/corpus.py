@@ -1,0 +1,346 @@
+"""Readers for corpora and query files, with validation and line numbers in every error.
+
+Formats (chosen by extension, or sniffed for stdin and unknown extensions):
+- JSON lines (.jsonl, .ndjson, .json): one object per line with `id`, `text` or `vector`, optional
+  `label` (a string) or `labels` (a list); every other field is the item's payload.
+- CSV (.csv) and TSV (.tsv) with a header row: a `text` column, optional `id` and `label`;
+  other columns are payload.
+- plain text (.txt and anything else): one document per non-blank line, id = line number.
+- a directory of .txt files: id = relative path, label = the first sub-folder (20-Newsgroups layout).
+- .npy (a 2-D array of vectors, id = row number) and .npz (`vectors`, optional `ids`, `labels`).
+
+Records stream in batches, so a corpus never has to fit in memory twice.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .errors import CorpusError
+
+RESERVED = ("id", "text", "vector", "label", "labels")
+JSONL_EXT = {".jsonl", ".ndjson", ".json"}
+
+
+@dataclass
+class Batch:
+    """A run of records of one kind: texts or vectors, never both."""
+
+    ids: list[str]
+    texts: list[str] | None = None
+    vectors: np.ndarray | None = None  # (n, dim) float32
+    labels: list[tuple[str, ...]] = field(default_factory=list)
+    payloads: list[dict] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def kind(self) -> str:
+        return "vector" if self.vectors is not None else "text"
+
+    @staticmethod
+    def concat(batches: list["Batch"]) -> "Batch":
+        """Join batches of the same kind into one."""
+        if not batches:
+            return Batch(ids=[], texts=[])
+        out = Batch(ids=[], labels=[], payloads=[])
+        for b in batches:
+            out.ids += b.ids
+            out.labels += b.labels
+            out.payloads += b.payloads
+        if batches[0].vectors is not None:
+            out.vectors = np.concatenate([b.vectors for b in batches], axis=0)
+        else:
+            out.texts = [t for b in batches for t in b.texts]
+        return out
+
+
+def detect_format(path: str) -> str:
+    """The reader for a path: jsonl, csv, tsv, lines, dir, npy, npz (stdin is sniffed later)."""
+    if path == "-":
+        return "stdin"
+    p = Path(path)
+    if p.is_dir():
+        return "dir"
+    ext = p.suffix.lower()
+    if ext in JSONL_EXT:
+        return "jsonl"
+    if ext in (".csv", ".tsv", ".npy", ".npz"):
+        return ext[1:]
+    return "sniff"
+
+
+class Corpus:
+    """A corpus or query file on disk (or stdin), read in batches of `batch_size` records."""
+
+    def __init__(self, path: str | os.PathLike, batch_size: int = 8192):
+        self.path = str(path)
+        self.batch_size = batch_size
+        self.format = detect_format(self.path)
+        if self.format != "stdin" and not Path(self.path).exists():
+            raise CorpusError("no such file or directory", self.path)
+        self._stdin_lines: list[str] | None = None
+
+    def batches(self) -> Iterator[Batch]:
+        """Yield validated batches; raise CorpusError (with the line) at the first bad record."""
+        fmt = self.format
+        if fmt in ("npy", "npz"):
+            yield from self._array_batches()
+            return
+        if fmt == "dir":
+            yield from _chunk(self._dir_records(), self.batch_size, self.path)
+            return
+        if fmt == "stdin":
+            if self._stdin_lines is None:  # stdin can only be read once; keep it for a second pass
+                self._stdin_lines = sys.stdin.read().splitlines()
+            lines: Iterable[str] = self._stdin_lines
+            fmt = _sniff(self._stdin_lines)
+            yield from _chunk(self._line_records(fmt, lines), self.batch_size, self.path)
+            return
+        try:
+            with open(self.path, encoding="utf-8", newline="") as fh:
+                if fmt == "sniff":
+                    head = fh.read(4096)
+                    fh.seek(0)
+                    fmt = _sniff(head.splitlines())
+                yield from _chunk(self._line_records(fmt, fh), self.batch_size, self.path)
+        except UnicodeDecodeError as e:
+            raise CorpusError(f"not UTF-8 text ({e.reason} at byte {e.start}); convert the file to UTF-8",
+                              self.path) from None
+
+    def read_all(self) -> Batch:
+        """The whole corpus as one batch."""
+        return Batch.concat(list(self.batches()))
+
+    def validate(self) -> int:
+        """Read the corpus once, raising at the first bad record; return the record count."""
+        return sum(len(b) for b in self.batches())
+
+    # --- line-based formats -------------------------------------------------------------
+    def _line_records(self, fmt: str, lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
+        if fmt == "jsonl":
+            yield from self._jsonl(lines)
+        elif fmt in ("csv", "tsv"):
+            yield from self._csv(lines, "," if fmt == "csv" else "\t")
+        else:
+            for lineno, line in enumerate(lines, 1):
+                text = line.rstrip("\r\n")
+                if text.strip():
+                    yield lineno, {"id": str(lineno), "text": text}
+
+    def _jsonl(self, lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"invalid JSON ({e.msg} at column {e.colno})", self.path, lineno) from None
+            if not isinstance(obj, dict):
+                raise CorpusError(f"expected a JSON object, got {type(obj).__name__}", self.path, lineno)
+            if "id" not in obj:
+                obj["id"] = str(lineno)
+            yield lineno, obj
+
+    def _csv(self, lines: Iterable[str], delimiter: str) -> Iterator[tuple[int, dict]]:
+        reader = csv.DictReader(lines, delimiter=delimiter)
+        try:
+            header = reader.fieldnames
+        except csv.Error as e:
+            raise CorpusError(f"bad header row ({e})", self.path, 1) from None
+        if not header:
+            return
+        if "text" not in header:
+            raise CorpusError(f"the header has no 'text' column (columns: {', '.join(header)})", self.path, 1)
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise CorpusError(f"bad CSV ({e})", self.path, reader.line_num) from None
+            if None in row:
+                raise CorpusError(f"{len(header) + len(row[None])} fields, the header has {len(header)}",
+                                  self.path, reader.line_num)
+            if row.get("id") in (None, ""):
+                row["id"] = str(reader.line_num)
+            if row.get("label") == "":
+                del row["label"]
+            yield reader.line_num, dict(row)
+
+    # --- directory of .txt files --------------------------------------------------------
+    def _dir_records(self) -> Iterator[tuple[int, dict]]:
+        root = Path(self.path)
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ""))
+        for n, p in enumerate(files, 1):
+            rel = p.relative_to(root)
+            rec = {"id": rel.as_posix(), "text": p.read_text(encoding="utf-8", errors="replace")}
+            if len(rel.parts) > 1:
+                rec["label"] = rel.parts[0]
+            yield n, rec
+
+    # --- arrays -------------------------------------------------------------------------
+    def _array_batches(self) -> Iterator[Batch]:
+        ids, labels = None, None
+        try:
+            if self.format == "npy":
+                vectors = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            else:
+                data = np.load(self.path, allow_pickle=False)
+                keys = list(data.keys())
+                vkey = next((k for k in ("vectors", "X", "x", "data", "embeddings") if k in keys),
+                            keys[0] if len(keys) == 1 else None)
+                if vkey is None:
+                    raise CorpusError(f"no 'vectors' array (arrays: {', '.join(keys)})", self.path)
+                vectors = data[vkey]
+                ids = data["ids"] if "ids" in keys else None
+                labels = data["labels"] if "labels" in keys else None
+        except (ValueError, OSError) as e:
+            raise CorpusError(f"cannot read the array file ({e})", self.path) from None
+        if vectors.ndim != 2 or vectors.shape[0] == 0 or vectors.shape[1] == 0:
+            raise CorpusError(f"expected a non-empty 2-D array of vectors, got shape {vectors.shape}", self.path)
+        if not np.issubdtype(vectors.dtype, np.number):
+            raise CorpusError(f"vectors must be numbers, got dtype {vectors.dtype}", self.path)
+        n = vectors.shape[0]
+        for name, arr in (("ids", ids), ("labels", labels)):
+            if arr is not None and len(arr) != n:
+                raise CorpusError(f"'{name}' has {len(arr)} entries but there are {n} vectors", self.path)
+        if ids is not None and len(set(ids.tolist())) != n:
+            raise CorpusError("'ids' has duplicate entries", self.path)
+        for start in range(0, n, self.batch_size):
+            stop = min(n, start + self.batch_size)
+            v = np.asarray(vectors[start:stop], dtype=np.float32)
+            bad = ~np.isfinite(v).all(axis=1)
+            if bad.any():
+                row = start + int(np.argmax(bad))
+                raise CorpusError(f"row {row}: vector contains NaN or infinite values", self.path)
+            b_ids = [str(i) for i in (ids[start:stop].tolist() if ids is not None else range(start, stop))]
+            b_labels = ([(str(x),) for x in labels[start:stop].tolist()] if labels is not None
+                        else [()] * (stop - start))
+            yield Batch(ids=b_ids, vectors=v, labels=b_labels, payloads=[{} for _ in b_ids])
+
+
+class _Builder:
+    """Turns raw records into validated batches, checking kind, width, values and unique ids."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.kind: str | None = None
+        self.dim: int | None = None
+        self.first_line = 0
+        self.seen: dict[str, int] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.ids: list[str] = []
+        self.texts: list[str] = []
+        self.vectors: list[list[float]] = []
+        self.labels: list[tuple[str, ...]] = []
+        self.payloads: list[dict] = []
+
+    def add(self, lineno: int, rec: dict) -> None:
+        err = lambda msg: CorpusError(msg, self.path, lineno)  # noqa: E731
+        kind = "vector" if "vector" in rec else "text" if "text" in rec else None
+        if kind is None:
+            fields = ", ".join(sorted(rec)) or "none"
+            raise err(f"record has neither a 'text' nor a 'vector' field (fields: {fields})")
+        if self.kind is None:
+            self.kind, self.first_line = kind, lineno
+        elif kind != self.kind:
+            raise err(f"record has a '{kind}' but the records before it (from line {self.first_line}) "
+                      f"have a '{self.kind}'; a corpus holds one kind")
+        rid = rec["id"]
+        if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+            raise err(f"'id' must be a string or an integer, got {json.dumps(rid)}")
+        rid = str(rid)
+        if rid in self.seen:
+            raise err(f"duplicate id {rid!r} (first seen on line {self.seen[rid]})")
+        self.seen[rid] = lineno
+        if kind == "text":
+            text = rec["text"]
+            if not isinstance(text, str):
+                raise err(f"'text' must be a string, got {type(text).__name__}")
+            self.texts.append(text)
+        else:
+            self.vectors.append(self._vector(rec["vector"], err))
+        self.ids.append(rid)
+        self.labels.append(self._labels(rec, err))
+        self.payloads.append({k: v for k, v in rec.items() if k not in RESERVED})
+
+    def _vector(self, vec, err) -> list[float]:
+        if not isinstance(vec, list) or not vec:
+            raise err("'vector' must be a non-empty list of numbers")
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vec):
+            raise err("'vector' must contain only numbers")
+        if not all(math.isfinite(x) for x in vec):
+            raise err("vector contains NaN or infinite values")
+        if self.dim is None:
+            self.dim = len(vec)
+        elif len(vec) != self.dim:
+            raise err(f"vector has {len(vec)} values, expected {self.dim} (the width of line {self.first_line})")
+        return vec
+
+    @staticmethod
+    def _labels(rec: dict, err) -> tuple[str, ...]:
+        if "labels" in rec:
+            labels = rec["labels"]
+            if not isinstance(labels, list) or not all(isinstance(x, (str, int)) for x in labels):
+                raise err("'labels' must be a list of strings")
+            return tuple(str(x) for x in labels)
+        if "label" in rec and rec["label"] is not None:
+            if not isinstance(rec["label"], (str, int)):
+                raise err("'label' must be a string or an integer")
+            return (str(rec["label"]),)
+        return ()
+
+    def flush(self) -> Batch:
+        if self.kind == "vector":
+            b = Batch(ids=self.ids, vectors=np.asarray(self.vectors, dtype=np.float32),
+                      labels=self.labels, payloads=self.payloads)
+        else:
+            b = Batch(ids=self.ids, texts=self.texts, labels=self.labels, payloads=self.payloads)
+        self.reset()
+        return b
+
+
+def _chunk(records: Iterable[tuple[int, dict]], size: int, path: str) -> Iterator[Batch]:
+    builder = _Builder(path)
+    total = 0
+    for lineno, rec in records:
+        builder.add(lineno, rec)
+        total += 1
+        if len(builder.ids) >= size:
+            yield builder.flush()
+    if total == 0:
+        raise CorpusError("no records found (the file is empty)", path)
+    if builder.ids:
+        yield builder.flush()
+
+
+def _sniff(lines: list[str]) -> str:
+    first = next((ln for ln in lines if ln.strip()), "")
+    return "jsonl" if first.lstrip().startswith("{") else "lines"
+
+
+def records_from_strings(items: list[str] | list[list[float]] | np.ndarray) -> Batch:
+    """A batch from in-memory queries: a list of strings, or vectors (list of lists / 2-D array)."""
+    if isinstance(items, np.ndarray) or (items and not isinstance(items[0], str)):
+        v = np.atleast_2d(np.asarray(items, dtype=np.float32))
+        if not np.isfinite(v).all():
+            raise CorpusError("query vectors contain NaN or infinite values")
+        return Batch(ids=[str(i) for i in range(len(v))], vectors=v, labels=[()] * len(v),
+                     payloads=[{}] * len(v))
+    return Batch(ids=[str(i) for i in range(len(items))], texts=list(items), labels=[()] * len(items),
+                 payloads=[{}] * len(items))
+
+
+__all__ = ["Batch", "Corpus", "detect_format", "records_from_strings"]

@@ -1,0 +1,76 @@
+"""AutoencoderHasher: the Hasher built on the binary autoencoder and its trainer."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from .autoencoder import AEConfig, BinaryAutoencoder
+from .base import Features, Hasher
+from .train import TrainConfig, predict_logits, train
+
+WEIGHTS_FILE = "model.pt"
+
+
+class AutoencoderHasher(Hasher):
+    name = "ae"
+
+    def __init__(self, bits: int = 32, hidden: list[int] | None = None, train_config: TrainConfig | None = None,
+                 dropout: float = 0.0):
+        super().__init__(bits)
+        self.hidden = list(hidden) if hidden is not None else [512, 256]
+        self.dropout = dropout
+        self.train_config = train_config or TrainConfig()
+        self.model: BinaryAutoencoder | None = None
+        self.history: dict = {}
+
+    def fit(self, X: Features, output_type: str = "real", progress: bool = True) -> "AutoencoderHasher":
+        cfg = AEConfig(input_dim=X.shape[1], bits=self.bits, hidden=self.hidden, output_type=output_type,
+                       dropout=self.dropout)
+        torch.manual_seed(self.train_config.seed)  # weight init is part of what the seed fixes
+        self.model = BinaryAutoencoder(cfg)
+        self.history = train(self.model, X, self.train_config, progress=progress)
+        self.model.to("cpu")  # inference and saving happen on the CPU unless asked otherwise
+        return self
+
+    def logits(self, X: Features) -> np.ndarray:
+        if self.model is None:
+            raise ModelError("the autoencoder is not trained yet")
+        if X.shape[1] != self.model.cfg.input_dim:
+            raise ModelError(f"features have {X.shape[1]} dimensions, the model expects {self.model.cfg.input_dim}")
+        return predict_logits(self.model, X)
+
+    def save(self, directory: Path) -> None:
+        if self.model is None:
+            raise ModelError("the autoencoder is not trained yet")
+        checkpoint = {
+            "config": self.model.cfg.to_dict(),
+            "train": self.train_config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "history": self.history,
+        }
+        torch.save(checkpoint, Path(directory) / WEIGHTS_FILE)
+
+    @classmethod
+    def load(cls, directory: Path) -> "AutoencoderHasher":
+        path = Path(directory) / WEIGHTS_FILE
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+            cfg = AEConfig(**ck["config"])
+            model = BinaryAutoencoder(cfg)
+            model.load_state_dict(ck["state_dict"])
+        except (OSError, KeyError, TypeError, RuntimeError, ValueError) as e:
+            raise ModelError(f"cannot load the autoencoder from {path} ({e})") from None
+        model.eval()
+        h = cls(bits=cfg.bits, hidden=cfg.hidden, train_config=TrainConfig(**ck["train"]), dropout=cfg.dropout)
+        h.model, h.history = model, ck.get("history", {})
+        return h
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update(hidden=self.hidden, train=self.train_config.to_dict())
+        if self.model is not None:
+            d["output_type"] = self.model.cfg.output_type
+        return d

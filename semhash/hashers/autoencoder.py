@@ -1,0 +1,96 @@
+"""The binary autoencoder: encoder MLP -> `bits` logits -> noisy sigmoid bottleneck -> decoder.
+
+Pure torch, no I/O. Gaussian noise is added to the code logits in training mode only (the
+Salakhutdinov-Hinton trick): to carry information through the noise, the encoder learns to push
+each logit far from zero, so the sigmoid units saturate at 0 or 1 and thresholding at
+inference (`logit > 0`) loses little.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+OUTPUT_TYPES = ("distribution", "unit", "real")
+
+
+@dataclass
+class AEConfig:
+    input_dim: int
+    bits: int = 32
+    hidden: list[int] = field(default_factory=lambda: [512, 256])
+    output_type: str = "real"  # distribution | unit | real: chooses the output layer and loss
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class BinaryAutoencoder(nn.Module):
+    def __init__(self, cfg: AEConfig):
+        super().__init__()
+        if cfg.output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {cfg.output_type!r}")
+        self.cfg = cfg
+        enc = [cfg.input_dim, *cfg.hidden]
+        self.encoder = _mlp(enc, cfg.dropout)
+        self.to_code = nn.Linear(enc[-1], cfg.bits)
+        dec = [cfg.bits, *reversed(cfg.hidden)]
+        self.decoder = _mlp(dec, cfg.dropout)
+        self.to_output = nn.Linear(dec[-1], cfg.input_dim)
+        self.noise_std = 0.0  # set by the trainer; only used in training mode
+
+    def code_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, input_dim) -> (n, bits) pre-sigmoid code logits."""
+        return self.to_code(self.encoder(x))
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        """(n, bits) code activations in [0, 1] -> (n, input_dim) output logits / values."""
+        return self.to_output(self.decoder(code))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (reconstruction logits, code logits, code activations)."""
+        logits = self.code_logits(x)
+        noisy = logits
+        if self.training and self.noise_std > 0:
+            noisy = logits + self.noise_std * torch.randn_like(logits)
+        code = torch.sigmoid(noisy)
+        return self.decode(code), logits, code
+
+
+def reconstruction_loss(out: torch.Tensor, x: torch.Tensor, output_type: str) -> torch.Tensor:
+    """Mean per-item loss that fits the data: softmax CE, BCE, or squared error."""
+    if output_type == "distribution":
+        # target: the row's term weights as a distribution over the vocabulary
+        target = x / x.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return -(target * F.log_softmax(out.float(), dim=1)).sum(dim=1).mean()
+    if output_type == "unit":
+        return F.binary_cross_entropy_with_logits(out.float(), x, reduction="none").sum(dim=1).mean()
+    return F.mse_loss(out.float(), x, reduction="none").sum(dim=1).mean()
+
+
+def balance_penalty(code: torch.Tensor) -> torch.Tensor:
+    """Pushes each bit to be on for half of the batch: mean over bits of (mean activation - 0.5)^2."""
+    return ((code.float().mean(dim=0) - 0.5) ** 2).mean()
+
+
+def decorrelation_penalty(code: torch.Tensor) -> torch.Tensor:
+    """Mean squared off-diagonal correlation between code units over the batch."""
+    c = code.float() - code.float().mean(dim=0, keepdim=True)
+    cov = (c.T @ c) / max(1, c.shape[0] - 1)
+    std = cov.diagonal().clamp_min(1e-6).sqrt()
+    corr = cov / (std[:, None] * std[None, :])
+    off = corr - torch.diag(corr.diagonal())
+    n = corr.shape[0]
+    return (off ** 2).sum() / max(1, n * (n - 1))

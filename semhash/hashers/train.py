@@ -1,0 +1,178 @@
+"""The training loop: Adam, noise schedule, held-out validation with early stopping, progress on stderr.
+
+It knows nothing of what the model is for beyond `model(x) -> (reconstruction, logits, code)`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm import tqdm
+
+from ..errors import ConfigError
+from .autoencoder import BinaryAutoencoder, balance_penalty, decorrelation_penalty, reconstruction_loss
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    noise: float = 4.0         # std of the Gaussian noise on the code logits
+    noise_ramp: int = 3        # epochs over which the noise grows linearly from 0 to `noise`
+    balance: float = 0.25      # weight of the bit-balance penalty (relative to the reconstruction loss)
+    decorrelation: float = 0.0  # weight of the bit-decorrelation penalty (relative, likewise)
+    val_fraction: float = 0.1  # held out for early stopping (0 disables)
+    patience: int = 5          # epochs without validation improvement before stopping
+    seed: int = 0
+    device: str = "auto"       # auto | cpu | cuda | mps
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 1, "batch size must be at least 1"),
+            (self.lr > 0, "learning rate must be positive"),
+            (self.noise >= 0, "noise must be >= 0"),
+            (self.noise_ramp >= 0, "noise ramp must be >= 0"),
+            (self.balance >= 0 and self.decorrelation >= 0, "penalty weights must be >= 0"),
+            (0 <= self.val_fraction < 1, "validation fraction must be in [0, 1)"),
+            (self.patience >= 1, "patience must be at least 1"),
+            (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
+             f"device must be auto, cpu, cuda or mps, got {self.device!r}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA, then Apple MPS, then CPU for 'auto'; otherwise the named device, checked."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("--device mps was asked for, but Apple MPS is not available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def rows_to_tensor(X, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Rows `idx` of a dense or sparse matrix as a dense float32 tensor on `device`."""
+    rows = X[idx]
+    if sp.issparse(rows):
+        rows = rows.toarray()
+    return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(device, non_blocking=True)
+
+
+def _noise_at(cfg: TrainConfig, epoch: int) -> float:
+    if cfg.noise_ramp <= 0:
+        return cfg.noise
+    return cfg.noise * min(1.0, (epoch + 1) / cfg.noise_ramp)
+
+
+def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True) -> dict:
+    """Fit `model` to the rows of X in place; return the history. The best validation state is kept."""
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    n = X.shape[0]
+    order = rng.permutation(n)
+    n_val = int(round(n * cfg.val_fraction)) if n >= 20 else 0
+    val_idx, train_idx = np.sort(order[:n_val]), order[n_val:]
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_amp = device.type == "cuda"
+    otype = model.cfg.output_type
+    batches_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
+    history: dict = {"train_loss": [], "val_loss": [], "noise": [], "epochs_run": 0, "stopped_early": False}
+    best, best_state, bad_epochs = math.inf, None, 0
+    started = time.time()
+    bar = tqdm(total=cfg.epochs * batches_per_epoch, disable=not progress, file=sys.stderr,
+               unit="batch", desc="training", dynamic_ncols=True, leave=False)
+    for epoch in range(cfg.epochs):
+        model.train()
+        model.noise_std = _noise_at(cfg, epoch)
+        perm = train_idx[rng.permutation(len(train_idx))]
+        total, count = 0.0, 0
+        for start in range(0, len(perm), cfg.batch_size):
+            xb = rows_to_tensor(X, perm[start:start + cfg.batch_size], device)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                out, _logits, code = model(xb)
+            recon = reconstruction_loss(out, xb, otype)
+            # penalties are scaled by the (detached) reconstruction loss, so their weights mean the
+            # same whatever the data type and width
+            scale = recon.detach()
+            loss = recon
+            if cfg.balance:
+                loss = loss + cfg.balance * scale * balance_penalty(code)
+            if cfg.decorrelation:
+                loss = loss + cfg.decorrelation * scale * decorrelation_penalty(code)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += recon.item() * len(xb)
+            count += len(xb)
+            bar.update(1)
+        history["train_loss"].append(total / count)
+        history["noise"].append(model.noise_std)
+        history["epochs_run"] = epoch + 1
+        val = validation_loss(model, X, val_idx, cfg.batch_size, device) if n_val else history["train_loss"][-1]
+        history["val_loss"].append(val)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{history['train_loss'][-1]:.4f}", val=f"{val:.4f}")
+        # only judge the model once the noise has reached full strength: before that the codes are soft
+        if epoch + 1 >= cfg.noise_ramp:
+            if val < best - 1e-6:
+                best, bad_epochs = val, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad_epochs += 1
+                if bad_epochs >= cfg.patience:
+                    history["stopped_early"] = True
+                    break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    history["best_val_loss"] = best if best < math.inf else None
+    history["seconds"] = round(time.time() - started, 2)
+    history["device"] = str(device)
+    return history
+
+
+@torch.no_grad()
+def validation_loss(model: BinaryAutoencoder, X, idx: np.ndarray, batch_size: int, device: torch.device) -> float:
+    """Reconstruction loss through the *hard* binary code, as the model is used at inference."""
+    model.eval()
+    total = 0.0
+    for start in range(0, len(idx), batch_size):
+        xb = rows_to_tensor(X, idx[start:start + batch_size], device)
+        code = (model.code_logits(xb) > 0).float()
+        total += reconstruction_loss(model.decode(code), xb, model.cfg.output_type).item() * len(xb)
+    return total / max(1, len(idx))
+
+
+@torch.no_grad()
+def predict_logits(model: BinaryAutoencoder, X, batch_size: int = 4096, device: torch.device | None = None
+                   ) -> np.ndarray:
+    """(n, bits) float32 code logits, deterministic (eval mode, no noise)."""
+    model.eval()
+    device = device or next(model.parameters()).device
+    out = np.empty((X.shape[0], model.cfg.bits), dtype=np.float32)
+    for start in range(0, X.shape[0], batch_size):
+        idx = np.arange(start, min(X.shape[0], start + batch_size))
+        out[idx] = model.code_logits(rows_to_tensor(X, idx, device)).float().cpu().numpy()
+    return out
