@@ -14,6 +14,7 @@ import numpy as np
 from .errors import SemhashError
 
 DEFAULT_MODEL_DIR = "semhash-model"
+DEFAULT_INDEX_DIR = "semhash-index"  # also engine.DEFAULT_INDEX_DIR; kept here so --help needs no torch import
 
 
 def _fail_cleanly(fn):
@@ -155,6 +156,117 @@ def encode(corpus: str, model_dir: str, fmt: str, output: str | None) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _index_dir_option(fn):
+    return click.option("-i", "--index", "index_dir", default=DEFAULT_INDEX_DIR, show_default=True,
+                        help="Index directory.")(fn)
+
+
+@main.command("index", epilog="Example: semhash index data/debian-sample.jsonl   "
+                              "(trains a model, then writes ./semhash-index)")
+@click.argument("corpus")
+@click.option("-o", "--output", default=DEFAULT_INDEX_DIR, show_default=True, help="Index directory to create or update.")
+@click.option("-m", "--model", "model_dir", default=None,
+              help="Encode with this trained model (default: the index's own model, or train one on CORPUS).")
+@click.option("--db", "db_url", default=None,
+              help="SQLAlchemy URL of the store (default: a SQLite file inside the index directory), "
+                   "e.g. postgresql://user@host/db.")
+@training_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress or log lines on stderr.")
+@_fail_cleanly
+def index_cmd(corpus: str, output: str, model_dir: str | None, db_url: str | None, quiet: bool, **opts) -> None:
+    """Index CORPUS: encode every item and store it by code. Items whose id is already indexed are replaced."""
+    from .corpus import Corpus
+    from .engine import Engine, MANIFEST
+
+    source = Corpus(corpus)
+    if model_dir is not None:
+        engine = Engine.from_model(model_dir)
+    elif (Path(output) / MANIFEST).exists():
+        engine = Engine.load(output)
+    else:
+        engine = Engine(train_model(corpus, quiet, **opts))
+    stats = engine.index(source, output, db_url=db_url, progress=not quiet)
+    counts = engine.manifest["counts"]
+    _log(f"Indexed {stats.written} items into {output} ({stats.added} added, {stats.replaced} replaced)", quiet)
+    _emit({"index": output, "added": stats.added, "replaced": stats.replaced, "items": counts["items"],
+           "distinct_codes": counts["distinct_codes"], "bits": engine.model.bits})
+    engine.close()
+
+
+@main.command(epilog="Example: echo 'python library for parsing XML' | semhash query -   "
+                      "(one JSON line per query)")
+@click.argument("file")
+@_index_dir_option
+@click.option("-k", default=10, show_default=True,
+              help="Hits per query (the exact k nearest); 0 returns every item within --radius instead.")
+@click.option("--radius", default=2, show_default=True, help="Hamming radius of the bit-flip search.")
+@click.option("--strategy", type=click.Choice(["auto", "ball", "scan"]), default="auto", show_default=True,
+              help="ball: bucket probes by bit flips; scan: exhaustive FAISS search; auto: the cheaper.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "tsv"]), default="jsonl", show_default=True,
+              help="jsonl: one line per query; tsv: one line per hit (query id, rank, id, distance, score).")
+@_fail_cleanly
+def query(file: str, index_dir: str, k: int, radius: int, strategy: str, fmt: str) -> None:
+    """Search the index for each query in FILE (text lines, JSONL with text or vector, .npy; - for stdin)."""
+    from dataclasses import asdict
+
+    from .corpus import Corpus
+    from .engine import Engine
+
+    engine = Engine.load(index_dir)
+    source = Corpus(file)
+    source.validate()
+    if fmt == "tsv":
+        click.echo("query_id\trank\tid\tdistance\tscore")
+    for batch in source.batches():
+        for ans in engine.query_batch(batch, k=k or None, radius=radius, strategy=strategy):
+            if fmt == "tsv":
+                for rank, h in enumerate(ans.hits, 1):
+                    click.echo(f"{ans.query_id}\t{rank}\t{h.id}\t{h.distance}\t{h.score}")
+            else:
+                _emit({"query_id": ans.query_id, "searched_radius": ans.searched_radius,
+                       "strategy": ans.strategy, "hits": [asdict(h) for h in ans.hits]})
+    engine.close()
+
+
+@main.command(epilog="Example: semhash info semhash-index")
+@click.argument("index_dir", default=DEFAULT_INDEX_DIR)
+@_fail_cleanly
+def info(index_dir: str) -> None:
+    """Describe an index: manifest, counts, bytes per item, bucket statistics (JSON)."""
+    from .engine import Engine
+
+    engine = Engine.load(index_dir)
+    click.echo(json.dumps(engine.info(), indent=2))
+    engine.close()
+
+
+@main.command(epilog="Example: semhash delete semhash-index pkg-a pkg-b")
+@click.argument("index_dir")
+@click.argument("ids", nargs=-1, required=True)
+@_fail_cleanly
+def delete(index_dir: str, ids: tuple[str, ...]) -> None:
+    """Delete items by id from an index (store, buckets and FAISS together)."""
+    from .engine import Engine
+
+    engine = Engine.load(index_dir)
+    removed = engine.remove(list(ids))
+    _emit({"index": index_dir, "deleted": removed, "not_found": len(set(ids)) - removed,
+           "items": engine.manifest["counts"]["items"]})
+    engine.close()
+
+
+@main.command(epilog="Example: semhash rebuild semhash-index")
+@click.argument("index_dir", default=DEFAULT_INDEX_DIR)
+@_fail_cleanly
+def rebuild(index_dir: str) -> None:
+    """Rebuild an index's FAISS index and bucket table from its store of record."""
+    from .engine import Engine
+
+    engine = Engine.rebuild(index_dir)
+    _emit({"index": index_dir, "items": engine.manifest["counts"]["items"]})
+    engine.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ Records stream in batches, so a corpus never has to fit in memory twice.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -101,7 +102,9 @@ class Corpus:
             return
         if fmt == "stdin":
             if self._stdin_lines is None:  # stdin can only be read once; keep it for a second pass
-                self._stdin_lines = sys.stdin.read().splitlines()
+                # split as a file opened with newline="" is: only \n, \r, \r\n end a line (str.splitlines
+                # would also split inside JSON strings holding U+2028, U+0085, ...)
+                self._stdin_lines = io.StringIO(sys.stdin.read(), newline="").readlines()
             lines: Iterable[str] = self._stdin_lines
             fmt = _sniff(self._stdin_lines)
             yield from _chunk(self._line_records(fmt, lines), self.batch_size, self.path)
@@ -144,7 +147,8 @@ class Corpus:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise CorpusError(f"invalid JSON ({e.msg} at column {e.colno})", self.path, lineno) from None
+                msg = e.msg.removesuffix(" at")  # e.g. "Invalid control character at": no "at at column"
+                raise CorpusError(f"invalid JSON ({msg} at column {e.colno})", self.path, lineno) from None
             if not isinstance(obj, dict):
                 raise CorpusError(f"expected a JSON object, got {type(obj).__name__}", self.path, lineno)
             if "id" not in obj:

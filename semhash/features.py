@@ -88,6 +88,7 @@ class TextFeaturizer:
     def _load(cls, directory: Path, state: dict) -> "TextFeaturizer":
         f = cls(**state["params"])
         f._vec = f._make(1, 1.0, vocabulary={t: i for i, t in enumerate(state["vocabulary"])})
+        f._vec._validate_vocabulary()  # sets vocabulary_ now (dim, save), not at the first transform
         if f.params["weighting"] == "tfidf":
             f._vec.idf_ = np.load(directory / "idf.npy")
         return f

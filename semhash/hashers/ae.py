@@ -1,6 +1,7 @@
 """AutoencoderHasher: the Hasher built on the binary autoencoder and its trainer."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ class AutoencoderHasher(Hasher):
             cfg = AEConfig(**ck["config"])
             model = BinaryAutoencoder(cfg)
             model.load_state_dict(ck["state_dict"])
-        except (OSError, KeyError, TypeError, RuntimeError, ValueError) as e:
+        except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
             raise ModelError(f"cannot load the autoencoder from {path} ({e})") from None
         model.eval()
         h = cls(bits=cfg.bits, hidden=cfg.hidden, train_config=TrainConfig(**ck["train"]), dropout=cfg.dropout)

@@ -1,0 +1,351 @@
+"""Engine: train, index, add, remove, query, save and load. Composes the model, store, buckets and FAISS.
+
+An index is one directory:
+
+    semhash-index/
+      manifest.json  format, settings, counts, generation, the model's checksum, package versions
+      model/         the model that encoded the items (a query is encoded by the same one)
+      items.db       the SQLite store (absent when the manifest names another database URL)
+      faiss.index    the FAISS binary index
+
+Every change is written to a temporary copy of the directory and renamed into place, so a failed
+or interrupted run leaves the previous index intact. With an external database (PostgreSQL) the
+store is changed in place: the store records a generation number, and an index whose store was
+left mid-change is refused with a pointer to `semhash rebuild`.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .ann import BinaryANN
+from .buckets import BucketTable
+from .corpus import Batch, Corpus, records_from_strings
+from .errors import ConfigError, IndexError_, SemhashError
+from .fsutil import atomic_directory
+from .hashers import hasher_class
+from .indexer import IndexStats, derive, index_corpus, write_batch
+from .model import Model, package_versions
+from .search import Result, Searcher
+from .store import Store, sqlite_url
+
+INDEX_FORMAT = 1
+DEFAULT_INDEX_DIR = "semhash-index"
+MANIFEST = "manifest.json"
+SQLITE_FILE = "items.db"
+FAISS_FILE = "faiss.index"
+
+
+@dataclass
+class Hit:
+    """One retrieved item: its id, Hamming distance to the query, a score in [0, 1] (1 - distance/bits),
+    its payload, and whether it came from the exact FAISS fill beyond the searched radius."""
+
+    id: str
+    distance: int
+    score: float
+    payload: dict = field(default_factory=dict)
+    filled: bool = False
+
+
+@dataclass
+class Answer:
+    """The hits of one query, with the radius searched completely and the strategy that ran."""
+
+    query_id: str
+    searched_radius: int
+    strategy: str
+    hits: list[Hit]
+
+
+class Engine:
+    """A model plus (once indexed or loaded) an index directory with its store, buckets and FAISS index."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.directory: Path | None = None
+        self.manifest: dict = {}
+        self.store: Store | None = None
+        self.buckets: BucketTable | None = None
+        self.ann: BinaryANN | None = None
+        self._searcher: Searcher | None = None
+
+    # --- construction -------------------------------------------------------------------
+    @classmethod
+    def train(cls, corpus: str | Path | Batch, bits: int = 32, hasher: str = "ae",
+              feature_options: dict | None = None, progress: bool = True, **hasher_options) -> "Engine":
+        """Train a model on a corpus (a path or a Batch) and return an engine without an index yet."""
+        data = corpus if isinstance(corpus, Batch) else Corpus(corpus).read_all()
+        h = hasher_class(hasher)(bits=bits, **hasher_options)
+        return cls(Model.fit(data, h, feature_options, progress=progress))
+
+    @classmethod
+    def from_model(cls, model_dir: str | Path) -> "Engine":
+        return cls(Model.load(model_dir))
+
+    # --- indexing -----------------------------------------------------------------------
+    def index(self, corpus: str | Path | Corpus, directory: str | Path | None = None, db_url: str | None = None,
+              progress: bool = True) -> IndexStats:
+        """Add (or replace, by id) every record of a corpus; creates the index directory if needed."""
+        source = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
+        with self._update(directory, db_url) as store:
+            return index_corpus(self.model, store, source, progress=progress)
+
+    def add(self, records: Batch | list[dict]) -> IndexStats:
+        """Add or replace records (a Batch, or dicts with id and text/vector) in the loaded index."""
+        batch = records if isinstance(records, Batch) else _batch_from_dicts(records)
+        with self._update(None, None) as store:
+            return write_batch(self.model, store, batch)
+
+    def remove(self, ids: list[str]) -> int:
+        """Delete items by id from the store, the buckets and FAISS; returns how many existed."""
+        with self._update(None, None) as store:
+            removed, _codes = store.delete([str(i) for i in ids])
+        return len(removed)
+
+    @contextlib.contextmanager
+    def _update(self, directory: str | Path | None, db_url: str | None) -> Iterator[Store]:
+        target = Path(directory) if directory is not None else self.directory
+        if target is None:
+            target = Path(DEFAULT_INDEX_DIR)
+        existing = _read_manifest(target) if (target / MANIFEST).exists() else None
+        if existing is None and target.exists() and any(target.iterdir()):
+            raise IndexError_(f"{target} exists and is not a semhash index; choose another directory with -o")
+        if existing is not None:
+            if existing.get("model_checksum") != self.model.checksum:
+                raise IndexError_(
+                    f"the index at {target} was built with a different model; index into a new directory "
+                    f"(-o NEW_DIR), or delete {target} first")
+            if db_url is not None and db_url != existing.get("db_url"):
+                raise IndexError_(f"the index at {target} uses the database {existing.get('db_url') or 'items.db'}; "
+                                  "it cannot be moved to another with --db")
+            db_url = existing.get("db_url")
+        self.close()
+        with atomic_directory(target) as tmp:
+            if existing is not None:
+                for name in ("model", SQLITE_FILE):
+                    src = target / name
+                    if src.is_dir():
+                        shutil.copytree(src, tmp / name)
+                    elif src.exists():
+                        shutil.copy2(src, tmp / name)
+            else:
+                self.model.save(tmp / "model")
+            store = Store(db_url or sqlite_url(tmp / SQLITE_FILE), self.model.bits,
+                          namespace=(existing or {}).get("namespace", "semhash"))
+            try:
+                generation = (existing or {}).get("generation", 0) + 1
+                if existing is None and db_url is not None and store.count():
+                    raise IndexError_(f"the database {store.masked_url()} already holds a semhash index "
+                                      f"(namespace 'semhash'); use an empty database")
+                _check_store_generation(store, existing, target)
+                store.set_meta("pending", str(generation))
+                yield store
+                buckets, ann = derive(store)
+                ann.save(tmp / FAISS_FILE)
+                store.set_meta("generation", str(generation))
+                store.set_meta("pending", "")
+                store.set_meta("model_checksum", self.model.checksum or "")
+                manifest = self._manifest(existing, db_url, generation, store, buckets, ann)
+                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            finally:
+                store.close()
+        self._open(target)
+
+    def _manifest(self, existing: dict | None, db_url: str | None, generation: int, store: Store,
+                  buckets: BucketTable, ann: BinaryANN) -> dict:
+        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        return {
+            "format": INDEX_FORMAT,
+            "created": (existing or {}).get("created", now),
+            "updated": now,
+            "bits": self.model.bits,
+            "kind": self.model.kind,
+            "hasher": self.model.info.get("hasher", {}).get("name"),
+            "model_checksum": self.model.checksum,
+            "db_url": db_url,
+            "namespace": (existing or {}).get("namespace", "semhash"),
+            "generation": generation,
+            "counts": {"items": store.count(), "faiss": len(ann), "distinct_codes": buckets.n_buckets},
+            "versions": package_versions(),
+        }
+
+    # --- loading and saving ---------------------------------------------------------------
+    @classmethod
+    def load(cls, directory: str | Path = DEFAULT_INDEX_DIR) -> "Engine":
+        """Open an index directory, checking that model, store and FAISS index agree."""
+        directory = Path(directory)
+        manifest = _read_manifest(directory)
+        engine = cls(Model.load(directory / "model"))
+        if engine.model.checksum != manifest.get("model_checksum"):
+            raise IndexError_(f"the model in {directory / 'model'} is not the one the index was built with; "
+                              "rebuild the index with `semhash index`")
+        engine._open(directory)
+        return engine
+
+    def _open(self, directory: Path) -> None:
+        manifest = _read_manifest(directory)
+        store = Store(manifest.get("db_url") or sqlite_url(directory / SQLITE_FILE), manifest["bits"],
+                      namespace=manifest.get("namespace", "semhash"), create=False)
+        try:
+            _check_store_generation(store, manifest, directory)
+            ann = BinaryANN.load(directory / FAISS_FILE, manifest["bits"])
+            n_store = store.count()
+            if n_store != len(ann):
+                raise IndexError_(f"the store holds {n_store} items but the FAISS index {len(ann)}; "
+                                  f"run `semhash rebuild {directory}` to rebuild it from the store")
+            row_ids, codes = store.all_codes()
+        except BaseException:
+            store.close()
+            raise
+        self.directory, self.manifest, self.store = directory.absolute(), manifest, store
+        self.buckets, self.ann = BucketTable.build(row_ids, codes), ann
+        self._searcher = None
+
+    def save(self, directory: str | Path) -> Path:
+        """Copy the index to another directory (for an external database, the new copy shares it)."""
+        if self.directory is None:
+            raise IndexError_("nothing to save: index a corpus first (Engine.index)")
+        directory = Path(directory)
+        if directory.absolute() == self.directory:
+            return directory
+        with atomic_directory(directory) as tmp:
+            for p in self.directory.iterdir():
+                (shutil.copytree if p.is_dir() else shutil.copy2)(p, tmp / p.name)
+        return directory
+
+    @classmethod
+    def rebuild(cls, directory: str | Path) -> "Engine":
+        """Rebuild the FAISS index and manifest counts from the store of record."""
+        directory = Path(directory)
+        manifest = _read_manifest(directory)
+        model = Model.load(directory / "model")
+        store = Store(manifest.get("db_url") or sqlite_url(directory / SQLITE_FILE), manifest["bits"],
+                      namespace=manifest.get("namespace", "semhash"), create=False)
+        engine = cls(model)
+        try:
+            buckets, ann = derive(store)
+            generation = max(int(store.get_meta("generation") or 0), int(store.get_meta("pending") or 0),
+                             manifest.get("generation", 0))
+            with atomic_directory(directory) as tmp:
+                for name in ("model", SQLITE_FILE):
+                    src = directory / name
+                    if src.is_dir():
+                        shutil.copytree(src, tmp / name)
+                    elif src.exists():
+                        shutil.copy2(src, tmp / name)
+                ann.save(tmp / FAISS_FILE)
+                store.set_meta("generation", str(generation))
+                store.set_meta("pending", "")
+                new = engine._manifest(manifest, manifest.get("db_url"), generation, store, buckets, ann)
+                (tmp / MANIFEST).write_text(json.dumps(new, indent=2) + "\n")
+        finally:
+            store.close()
+        engine._open(directory)
+        return engine
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        self.store = None
+
+    # --- querying -------------------------------------------------------------------------
+    def query(self, item, k: int | None = 10, radius: int = 2, strategy: str = "auto") -> list["Hit"]:
+        """Hits for one query (a text, or a vector as a list or 1-D array)."""
+        items = [item] if isinstance(item, str) else [list(np.asarray(item, dtype=np.float32).ravel())]
+        return self.query_batch(items, k=k, radius=radius, strategy=strategy)[0].hits
+
+    def query_batch(self, items: Batch | list, k: int | None = 10, radius: int = 2,
+                    strategy: str = "auto") -> list["Answer"]:
+        """Answer many queries together (a Batch, a list of texts, or a 2-D array of vectors)."""
+        if self.directory is None:
+            raise IndexError_("no index loaded: use Engine.load(DIR) or Engine.index(CORPUS)")
+        batch = items if isinstance(items, Batch) else records_from_strings(items)
+        self.model.check_kind(batch, "the query")
+        results = self.searcher.search(self.model.encode(batch), k=k, radius=radius, strategy=strategy)
+        return self._answers(batch, results)
+
+    @property
+    def searcher(self) -> Searcher:
+        if self._searcher is None:
+            self._searcher = Searcher(self.buckets, self.ann, self.model.bits)
+        return self._searcher
+
+    def _answers(self, batch: Batch, results: list[Result]) -> list["Answer"]:
+        wanted = np.unique(np.concatenate([r.row_ids for r in results])) if results else np.zeros(0, np.int64)
+        items = {it.row_id: it for it in self.store.fetch(wanted.tolist())} if len(wanted) else {}
+        bits = self.model.bits
+        answers = []
+        for qid, res in zip(batch.ids, results):
+            hits = [Hit(id=items[r].ext_id, distance=int(d), score=round(1.0 - d / bits, 6),
+                        payload=items[r].payload, filled=bool(f))
+                    for r, d, f in zip(res.row_ids.tolist(), res.distances.tolist(), res.filled.tolist())]
+            answers.append(Answer(query_id=qid, searched_radius=res.searched_radius, strategy=res.strategy,
+                                  hits=hits))
+        return answers
+
+    # --- description ----------------------------------------------------------------------
+    def info(self) -> dict:
+        """Manifest, counts, memory and disk bytes per item, and bucket statistics."""
+        if self.directory is None:
+            raise IndexError_("no index loaded")
+        n = len(self.buckets)
+        disk = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file()
+                   and p.parts[len(self.directory.parts)] != "model")
+        memory = self.buckets.nbytes() + len(self.ann) * (self.model.bits // 8 + 8)
+        return {
+            "directory": str(self.directory),
+            "manifest": self.manifest,
+            "items": n,
+            "store": self.store.masked_url() if self.store else None,
+            "bytes_per_item": {"memory": round(memory / max(1, n), 2), "disk": round(disk / max(1, n), 2)},
+            "buckets": self.buckets.stats(),
+        }
+
+
+def _read_manifest(directory: Path) -> dict:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise IndexError_(f"{directory} is not a semhash index (no {MANIFEST}); create one with "
+                          f"`semhash index CORPUS -o {directory}`")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as e:
+        raise IndexError_(f"{path} is corrupt ({e})") from None
+    if manifest.get("format", 0) > INDEX_FORMAT:
+        raise IndexError_(f"{directory} was written by a newer semhash (index format {manifest.get('format')}); "
+                          "upgrade semhash to open it")
+    return manifest
+
+
+def _check_store_generation(store: Store, manifest: dict | None, directory: Path) -> None:
+    if manifest is None:
+        return
+    pending = store.get_meta("pending") or ""
+    stored = int(store.get_meta("generation") or 0)
+    if pending or stored != manifest.get("generation", 0):
+        raise IndexError_(f"the database behind {directory} was changed by an indexing run that did not finish "
+                          f"(or by another index); run `semhash rebuild {directory}` to rebuild the index "
+                          "from the database, then index again")
+
+
+def _batch_from_dicts(records: list[dict]) -> Batch:
+    if not records:
+        raise ConfigError("no records to add")
+    if all(isinstance(r, str) for r in records):
+        return records_from_strings(records)
+    from .corpus import _chunk
+
+    numbered = [(i, {"id": str(i), **r}) for i, r in enumerate(records, 1)]
+    batches = list(_chunk(numbered, max(1, len(records)), "<records>"))
+    return Batch.concat(batches)
+
+
+__all__ = ["Answer", "Engine", "Hit", "DEFAULT_INDEX_DIR", "SemhashError"]

@@ -1,0 +1,57 @@
+"""The indexer: streams a corpus through the model in batches and writes the codes to the store.
+
+The store is the store of record; the bucket table and the FAISS index are derived from it
+(`derive`), so the three always hold the same items under the same row ids.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from .ann import BinaryANN
+from .buckets import BucketTable
+from .corpus import Batch, Corpus
+from .model import Model
+from .store import Store
+
+
+@dataclass
+class IndexStats:
+    added: int = 0
+    replaced: int = 0
+
+    @property
+    def written(self) -> int:
+        return self.added + self.replaced
+
+
+def write_batch(model: Model, store: Store, batch: Batch, source: str = "the input") -> IndexStats:
+    """Encode one batch and upsert it into the store."""
+    model.check_kind(batch, source)
+    codes = model.encode(batch)
+    res = store.upsert(batch.ids, codes, batch.payloads, batch.labels)
+    replaced = int(np.count_nonzero(res.replaced))
+    return IndexStats(added=len(batch) - replaced, replaced=replaced)
+
+
+def index_corpus(model: Model, store: Store, corpus: Corpus, progress: bool = True) -> IndexStats:
+    """Validate the whole corpus, then encode and store it batch by batch."""
+    total = corpus.validate()  # a malformed corpus fails before anything is written
+    stats = IndexStats()
+    with tqdm(total=total, disable=not progress, file=sys.stderr, unit="item", desc="indexing",
+              dynamic_ncols=True, leave=False) as bar:
+        for batch in corpus.batches():
+            s = write_batch(model, store, batch, corpus.path)
+            stats.added += s.added
+            stats.replaced += s.replaced
+            bar.update(len(batch))
+    return stats
+
+
+def derive(store: Store) -> tuple[BucketTable, BinaryANN]:
+    """Build the bucket table and the FAISS index from the store's contents."""
+    row_ids, codes = store.all_codes()
+    return BucketTable.build(row_ids, codes), BinaryANN.build(store.bits, row_ids, codes)

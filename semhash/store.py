@@ -1,0 +1,741 @@
+"""The store of record: every indexed item (row id, external id, code, payload, labels) in SQL.
+
+This is the only module that imports SQLAlchemy, and all SQL lives here. Any SQLAlchemy URL
+works: a SQLite file (the default, one per index directory) or PostgreSQL for a catalogue shared
+by many workers. A `namespace` prefixes the table names (``{ns}_items``, ``{ns}_meta``) so that
+several indexes can share one database.
+
+Schema (version 1)::
+
+    {ns}_items(row_id BIGINT PRIMARY KEY,    -- assigned by the store, never reused
+               ext_id TEXT UNIQUE NOT NULL,  -- the caller's id
+               code   BIGINT | BLOB,         -- BIGINT for bits <= 64 (the uint64 key of
+                                             --   codes.to_keys read as signed int64), else bytes
+               payload TEXT NOT NULL,        -- JSON object
+               labels  TEXT NOT NULL)        -- JSON list of strings
+    {ns}_meta(key TEXT PRIMARY KEY, value TEXT) -- schema_version, bits, next_row_id, and callers' keys
+
+Writes are one transaction each. Writers are serialized (SQLite: ``BEGIN IMMEDIATE``;
+PostgreSQL: a SHARE ROW EXCLUSIVE table lock, which leaves readers alone), so row ids
+and the existence checks of an upsert cannot race. Bulk paths: PostgreSQL (psycopg 3) loads new
+rows with binary COPY and large updates through a temporary table; SQLite uses executemany.
+"""
+from __future__ import annotations
+
+import json
+import re
+from itertools import chain
+import sqlite3
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import URL, make_url
+
+from .codes import check_bits, from_keys, to_keys
+from .errors import SemhashError, StoreError
+
+__all__ = ["Store", "Item", "UpsertResult", "MissingItemError", "sqlite_url", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+_NAMESPACE_RE = re.compile(r"[a-z_][a-z0-9_]{0,40}")
+_RESERVED_META = frozenset({"schema_version", "bits", "next_row_id"})
+_JSON_SEP = (",", ":")
+
+
+class MissingItemError(StoreError, KeyError):
+    """`Store.fetch` was asked for row ids the store does not hold (``.missing`` lists them)."""
+
+    def __init__(self, message: str, missing: Sequence[int] = ()):
+        super().__init__(message)
+        self.missing = list(missing)
+
+    __str__ = Exception.__str__  # not KeyError's quoted repr
+
+
+@dataclass(frozen=True)
+class Item:
+    """One stored item. `code` is the packed code (bits // 8 bytes, most significant bit first)."""
+
+    row_id: int
+    ext_id: str
+    code: bytes
+    payload: dict
+    labels: tuple[str, ...]
+
+    @property
+    def code_hex(self) -> str:
+        return self.code.hex()
+
+    def code_array(self) -> np.ndarray:
+        """The code as a (bits // 8,) uint8 array."""
+        return np.frombuffer(self.code, dtype=np.uint8).copy()
+
+
+@dataclass
+class UpsertResult:
+    """What `Store.upsert` did, aligned with its input: the row id of each item, whether it
+    replaced an existing item (same ext_id), and the replaced item's old code (zeros elsewhere)."""
+
+    row_ids: np.ndarray  # (n,) int64
+    replaced: np.ndarray  # (n,) bool
+    old_codes: np.ndarray  # (n, bits // 8) uint8, meaningful where `replaced`
+
+    @property
+    def n_added(self) -> int:
+        return int(self.replaced.size - np.count_nonzero(self.replaced))
+
+    @property
+    def n_replaced(self) -> int:
+        return int(np.count_nonzero(self.replaced))
+
+
+def sqlite_url(path: str | Path) -> str:
+    """SQLAlchemy URL of a SQLite file, with the path made absolute (special characters escaped)."""
+    p = Path(path).expanduser().absolute()
+    return URL.create("sqlite", database=str(p)).render_as_string(hide_password=False)
+
+
+def _mask_raw(url: str) -> str:
+    """Hide the password of a URL string that SQLAlchemy could not parse."""
+    return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", url)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    raise TypeError(f"{type(o).__name__} is not JSON-serializable")
+
+
+def _make_json_encoder():
+    """A reusable compact JSON encoder: str(obj) -> text. Reusing the C encoder (without circular
+    reference checks; a cycle ends in RecursionError) is about twice as fast as json.dumps per call."""
+    py = json.JSONEncoder(separators=_JSON_SEP, ensure_ascii=False, default=_json_default).encode
+    try:
+        from json import encoder as _je
+        c = _je.c_make_encoder(None, _json_default, _je.encode_basestring, None, ":", ",", False, False, True)
+        sample = {"a": [1, 2.5, None, True, "é\n"], "b": {"c": np.int64(3)}}
+        if "".join(c(sample, 0)) != py(sample):
+            raise ValueError("C encoder disagrees")
+    except Exception:  # no C accelerator, or its private signature changed
+        return py
+    join = "".join
+    return lambda obj: join(c(obj, 0))
+
+
+_dumps = _make_json_encoder()
+
+
+def _chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+class Store:
+    """SQL store of record for one index: items keyed by row id, unique by external id.
+
+    `url`: any SQLAlchemy URL (``sqlite:///path/items.db``, ``postgresql://user@host/db``; a plain
+    ``postgresql://`` URL uses psycopg 3). `bits`: code length (a multiple of 8); None opens an
+    existing store with whatever length it holds. `create=False` refuses to create missing tables.
+    `connect_timeout`: seconds to wait for a database server (PostgreSQL) before giving up.
+    """
+
+    #: largest number of values bound in one IN / ANY clause, per backend (tests shrink these)
+    _in_chunk = 1000
+    #: PostgreSQL: updates of at least this many rows go through COPY into a temporary table
+    _bulk_update_min = 2000
+
+    def __init__(self, url: str | URL, bits: int | None, namespace: str = "semhash", create: bool = True,
+                 *, connect_timeout: float = 10):
+        if not isinstance(namespace, str) or not _NAMESPACE_RE.fullmatch(namespace):
+            raise StoreError(f"invalid store namespace {namespace!r}: use 1 to 41 characters from a-z, 0-9 "
+                             f"and _, not starting with a digit (e.g. 'semhash' or 'news_2024')")
+        if bits is not None:
+            try:
+                bits = check_bits(bits)
+            except SemhashError as e:
+                raise StoreError(str(e)) from None
+        self.namespace = namespace
+        self._url = self._parse_url(url)
+        self._masked = self._url.render_as_string(hide_password=True)
+        self._engine = self._make_engine(create, connect_timeout)
+        dialect = self._engine.dialect
+        self._sqlite = dialect.name == "sqlite"
+        self._pg = dialect.name == "postgresql"
+        self._copy = self._pg and dialect.driver == "psycopg"
+        if self._sqlite:
+            self._in_chunk = 30_000 if sqlite3.sqlite_version_info >= (3, 32) else 900
+        elif self._pg:
+            self._in_chunk = 50_000
+        self.bits = bits  # provisional until the meta table is read
+        try:
+            self._open(create)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    # ------------------------------------------------------------------ setup
+    @staticmethod
+    def _parse_url(url: str | URL) -> URL:
+        if isinstance(url, URL):
+            u = url
+        else:
+            try:
+                u = make_url(str(url))
+            except (sa_exc.ArgumentError, ValueError):
+                raise StoreError(
+                    f"not a database URL: {_mask_raw(str(url))!r}; give a SQLAlchemy URL such as "
+                    f"'sqlite:///path/to/items.db' or 'postgresql://user@host:5432/dbname'") from None
+        if u.drivername in ("postgresql", "postgres"):
+            u = u.set(drivername="postgresql+psycopg")
+        return u
+
+    def _make_engine(self, create: bool, connect_timeout: float) -> sa.Engine:
+        u = self._url
+        kwargs: dict[str, Any] = {}
+        backend = u.get_backend_name()
+        if backend == "sqlite":
+            db = u.database or ""
+            if db and db != ":memory:" and not db.startswith("file:") and "mode=memory" not in str(u.query):
+                path = Path(db)
+                if not create and not path.exists():
+                    raise StoreError(f"no database file at {path} ({self._masked}); build the index first, "
+                                     f"or check the path")
+                if create:
+                    try:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                    except OSError as e:
+                        raise StoreError(f"cannot create the directory of {self._masked} ({e.strerror}); "
+                                         f"choose a writable location") from None
+        elif backend == "postgresql":
+            kwargs["pool_pre_ping"] = True
+            if "connect_timeout" not in u.query and u.get_driver_name() in ("psycopg", "psycopg2"):
+                kwargs["connect_args"] = {"connect_timeout": max(1, int(round(connect_timeout)))}
+        try:
+            engine = sa.create_engine(u, **kwargs)
+        except sa_exc.NoSuchModuleError as e:
+            raise StoreError(f"unsupported database URL {self._masked}: {e}; use e.g. 'sqlite:///path/items.db' "
+                             f"or 'postgresql://user@host/dbname'") from None
+        except ImportError as e:
+            hint = ("pip install 'psycopg[binary]' (or semhash[postgres])" if backend == "postgresql"
+                    else "install the driver that the URL names")
+            raise StoreError(f"the database driver for {self._masked} is not installed ({e}); {hint}") from None
+        except sa_exc.ArgumentError as e:
+            raise StoreError(f"bad database URL {self._masked}: {e}") from None
+        if engine.dialect.name == "sqlite":
+            self._sqlite_events(engine)
+        return engine
+
+    @staticmethod
+    def _sqlite_events(engine: sa.Engine) -> None:
+        # Take transaction control from pysqlite (SQLAlchemy's documented recipe) so that reads are
+        # inside transactions too and writers can start with BEGIN IMMEDIATE.
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised by every SQLite test
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA cache_size=-32768")  # 32 MiB page cache
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):  # pragma: no cover
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("semhash_write")
+                                 else "BEGIN")
+
+    def _tables(self, bits: int) -> None:
+        ns = self.namespace
+        md = sa.MetaData()
+        row_id_type = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: the rowid itself
+        code_type = sa.BigInteger() if bits <= 64 else sa.LargeBinary()
+        self._md = md
+        self._items = sa.Table(
+            f"{ns}_items", md,
+            sa.Column("row_id", row_id_type, primary_key=True, autoincrement=False),
+            sa.Column("ext_id", sa.Text(), nullable=False),
+            sa.Column("code", code_type, nullable=False),
+            sa.Column("payload", sa.Text(), nullable=False),
+            sa.Column("labels", sa.Text(), nullable=False),
+            sa.UniqueConstraint("ext_id", name=f"{ns}_items_ext_id_key"),
+            sa.Index(f"{ns}_items_code_idx", "code"),
+        )
+        self._meta = sa.Table(
+            f"{ns}_meta", md,
+            sa.Column("key", sa.Text(), primary_key=True),
+            sa.Column("value", sa.Text(), nullable=True),
+        )
+        q = self._engine.dialect.identifier_preparer.quote
+        self._items_q, self._meta_q = q(self._items.name), q(self._meta.name)
+        self._nbytes = bits // 8
+
+    def _open(self, create: bool) -> None:
+        ns = self.namespace
+        items_name, meta_name = f"{ns}_items", f"{ns}_meta"
+        for attempt in range(2):
+            with self._transaction(write=True, doing="opening the store") as conn:
+                insp = sa.inspect(conn)
+                has_items, has_meta = insp.has_table(items_name), insp.has_table(meta_name)
+                if has_items and has_meta:
+                    stored = dict(conn.execute(sa.text(f"SELECT key, value FROM {meta_name}")).all())
+                    self._check_meta(stored)
+                    return
+                if has_items or has_meta:
+                    present, absent = (items_name, meta_name) if has_items else (meta_name, items_name)
+                    raise StoreError(f"incomplete store in {self._masked}: table {present} exists but {absent} "
+                                     f"does not; drop {present} or use another namespace")
+                if not create:
+                    raise StoreError(f"no semhash store with namespace {ns!r} in {self._masked}; build the index "
+                                     f"first, or check the URL and the namespace")
+                if self.bits is None:
+                    raise StoreError("bits must be given to create a new store")
+                self._tables(self.bits)
+                try:
+                    with conn.begin_nested() if self._pg else nullcontext():
+                        self._md.create_all(conn)
+                except sa_exc.DBAPIError:
+                    if attempt == 0 and self._pg:  # another process created it at the same moment
+                        continue
+                    raise
+                conn.execute(self._meta.insert(), [
+                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                    {"key": "bits", "value": str(self.bits)},
+                    {"key": "next_row_id", "value": "0"},
+                ])
+                return
+
+    def _check_meta(self, stored: dict[str, str]) -> None:
+        try:
+            version = int(stored["schema_version"])
+            bits = check_bits(int(stored["bits"]))
+        except (KeyError, ValueError, TypeError, SemhashError):
+            raise StoreError(f"the store {self.namespace!r} in {self._masked} has no valid schema_version/bits "
+                             f"in its meta table; it was not written by semhash, or is damaged") from None
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"the store {self.namespace!r} in {self._masked} has schema version {version}, newer "
+                             f"than this semhash reads ({SCHEMA_VERSION}); upgrade semhash")
+        if self.bits is not None and bits != self.bits:
+            raise StoreError(f"the store {self.namespace!r} in {self._masked} holds {bits}-bit codes, not "
+                             f"{self.bits}; use a model with {bits} bits, another namespace, or rebuild the index")
+        self.bits = bits
+        self._tables(bits)
+
+    # ------------------------------------------------------------ plumbing
+    def _connect(self) -> sa.Connection:
+        try:
+            return self._engine.connect()
+        except sa_exc.DBAPIError as e:
+            if self._sqlite:
+                hint = "check that the file is a SQLite database in a directory you can write to"
+            else:
+                hint = ("check that the database server is running and reachable at that host and port, and "
+                        "that the database and user exist (or give another URL)")
+            raise StoreError(f"cannot connect to the database {self._masked}: {_first_line(e)}; {hint}") from e
+
+    @contextmanager
+    def _transaction(self, write: bool = False, doing: str = "using the store", snapshot: bool = False
+                     ) -> Iterator[sa.Connection]:
+        conn = self._connect()
+        try:
+            if write and self._sqlite:
+                conn.execution_options(semhash_write=True)
+            elif snapshot and self._pg:
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+        except sa_exc.DBAPIError as e:
+            raise StoreError(f"database error while {doing} in {self._masked}: {_first_line(e)}") from e
+        finally:
+            conn.close()
+
+    def _lock(self, conn: sa.Connection) -> None:
+        """Serialize writers on PostgreSQL (SQLite already holds BEGIN IMMEDIATE's write lock)."""
+        if self._pg:
+            conn.exec_driver_sql(f"LOCK TABLE {self._items_q} IN SHARE ROW EXCLUSIVE MODE")
+
+    def _in(self, col: sa.ColumnElement, values: Sequence, elem_type) -> sa.ColumnElement:
+        if self._pg:
+            return col == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(elem_type)))
+        return col.in_(list(values))
+
+    def _code_values(self, codes: np.ndarray) -> list:
+        """Packed codes -> database values (signed int64 keys, or bytes)."""
+        if self.bits <= 64:
+            return to_keys(codes).view(np.int64).tolist()
+        raw = np.ascontiguousarray(codes).tobytes()
+        nb = self._nbytes
+        return [raw[i:i + nb] for i in range(0, len(raw), nb)]
+
+    def _codes_from_values(self, values: Sequence) -> np.ndarray:
+        """Database values -> packed (n, bits // 8) uint8 codes."""
+        nb = self._nbytes
+        if not len(values):
+            return np.zeros((0, nb), dtype=np.uint8)
+        if self.bits <= 64:
+            return from_keys(np.asarray(values, dtype=np.int64).view(np.uint64), self.bits)
+        raw = b"".join(bytes(v) for v in values)
+        if len(raw) != nb * len(values):
+            raise StoreError(f"the store {self.namespace!r} in {self._masked} holds codes that are not "
+                             f"{self.bits} bits long; it is damaged")
+        return np.frombuffer(raw, dtype=np.uint8).reshape(-1, nb).copy()
+
+    def _check_codes(self, codes: Any, n: int) -> np.ndarray:
+        c = np.asarray(codes)
+        if c.ndim != 2 or c.shape != (n, self._nbytes):
+            raise StoreError(f"codes must be an ({n}, {self._nbytes}) uint8 array of packed {self.bits}-bit "
+                             f"codes, got shape {c.shape}")
+        if c.dtype != np.uint8:
+            if c.dtype.kind not in "iub" or (c.size and (c.min() < 0 or c.max() > 255)):
+                raise StoreError(f"codes must be packed uint8, got dtype {c.dtype}")
+            c = c.astype(np.uint8)
+        return np.ascontiguousarray(c)
+
+    @staticmethod
+    def _check_ext_ids(ext_ids: Iterable) -> list[str]:
+        ids = list(ext_ids)
+        for e in ids:
+            if not isinstance(e, str):
+                raise StoreError(f"item ids must be strings, got {type(e).__name__} {e!r}")
+        return ids
+
+    def _lookup(self, conn: sa.Connection, ext_ids: Sequence[str]) -> dict[str, tuple[int, Any]]:
+        """ext_id -> (row_id, code value) for those present; one query per chunk of ids."""
+        t = self._items
+        found: dict[str, tuple[int, Any]] = {}
+        for chunk in _chunks(ext_ids, self._in_chunk):
+            stmt = sa.select(t.c.ext_id, t.c.row_id, t.c.code).where(self._in(t.c.ext_id, chunk, sa.Text()))
+            for ext, rid, code in conn.execute(stmt):
+                found[ext] = (rid, code)
+        return found
+
+    def _next_row_id(self, conn: sa.Connection) -> int:
+        m, t = self._meta, self._items
+        stored = conn.execute(sa.select(m.c.value).where(m.c.key == "next_row_id")).scalar()
+        top = conn.execute(sa.select(sa.func.max(t.c.row_id))).scalar()
+        return max(int(stored or 0), -1 if top is None else int(top) + 1)
+
+    def _set_next_row_id(self, conn: sa.Connection, value: int) -> None:
+        m = self._meta
+        done = conn.execute(m.update().where(m.c.key == "next_row_id").values(value=str(value))).rowcount
+        if not done:
+            conn.execute(m.insert().values(key="next_row_id", value=str(value)))
+
+    # ------------------------------------------------------------- public API
+    def __repr__(self) -> str:
+        return f"Store({self._masked!r}, bits={self.bits}, namespace={self.namespace!r})"
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def masked_url(self) -> str:
+        """The database URL with any password replaced by ***."""
+        return self._masked
+
+    @property
+    def url(self) -> URL:
+        return self._url
+
+    @property
+    def backend(self) -> str:
+        """The SQLAlchemy dialect name: 'sqlite', 'postgresql', ..."""
+        return self._engine.dialect.name
+
+    def count(self) -> int:
+        with self._transaction(doing="counting items") as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(self._items)).scalar())
+
+    def upsert(self, ext_ids: Sequence[str], codes: np.ndarray, payloads: Sequence[dict | None] | None = None,
+               labels: Sequence[Sequence[str] | str | None] | None = None) -> UpsertResult:
+        """Add items, or replace those whose ext_id is already stored (they keep their row id).
+
+        `codes`: (n, bits // 8) packed uint8. `payloads`: JSON-serializable dicts (None -> {}).
+        `labels`: a tuple of strings per item (a plain string is one label). One transaction."""
+        ids = self._check_ext_ids(ext_ids)
+        n = len(ids)
+        c = self._check_codes(codes, n)
+        if payloads is None:
+            payloads = [None] * n
+        if labels is None:
+            labels = [None] * n
+        if len(payloads) != n or len(labels) != n:
+            raise StoreError(f"upsert got {n} ids but {len(payloads)} payloads and {len(labels)} label tuples")
+        if len(set(ids)) != n:
+            seen: set[str] = set()
+            dups = sorted({e for e in ids if e in seen or seen.add(e)})
+            more = f" and {len(dups) - 5} more" if len(dups) > 5 else ""
+            raise StoreError(f"duplicate item ids in one upsert: {', '.join(map(repr, dups[:5]))}{more}; "
+                             f"each id may appear once per batch")
+        pay_json = self._payload_json(ids, payloads)
+        lab_json = self._labels_json(labels)
+        values = self._code_values(c)
+
+        row_ids = np.empty(n, dtype=np.int64)
+        replaced = np.zeros(n, dtype=bool)
+        old_codes = np.zeros((n, self._nbytes), dtype=np.uint8)
+        if n == 0:
+            return UpsertResult(row_ids, replaced, old_codes)
+        t = self._items
+        with self._transaction(write=True, doing="storing items") as conn:
+            self._lock(conn)
+            empty = conn.execute(sa.select(t.c.row_id).limit(1)).first() is None
+            existing = {} if empty else self._lookup(conn, ids)
+            next_id = self._next_row_id(conn)
+            if not existing:  # all new
+                row_ids[:] = np.arange(next_id, next_id + n, dtype=np.int64)
+                self._insert_rows(conn, list(zip(range(next_id, next_id + n), ids, values, pay_json, lab_json)))
+                self._set_next_row_id(conn, next_id + n)
+            else:
+                hits = [existing.get(e) for e in ids]
+                new_pos = [i for i, h in enumerate(hits) if h is None]
+                old_pos = [i for i, h in enumerate(hits) if h is not None]
+                if new_pos:
+                    new_ids = range(next_id, next_id + len(new_pos))
+                    row_ids[new_pos] = np.asarray(new_ids, dtype=np.int64)
+                    self._insert_rows(conn, [(rid, ids[i], values[i], pay_json[i], lab_json[i])
+                                             for rid, i in zip(new_ids, new_pos)])
+                    self._set_next_row_id(conn, next_id + len(new_pos))
+                old_rids = [hits[i][0] for i in old_pos]
+                row_ids[old_pos] = np.asarray(old_rids, dtype=np.int64)
+                replaced[old_pos] = True
+                old_codes[old_pos] = self._codes_from_values([hits[i][1] for i in old_pos])
+                self._update_rows(conn, [(rid, values[i], pay_json[i], lab_json[i])
+                                         for rid, i in zip(old_rids, old_pos)])
+        return UpsertResult(row_ids, replaced, old_codes)
+
+    @staticmethod
+    def _payload_json(ids: Sequence[str], payloads: Sequence[dict | None]) -> list[str]:
+        out = []
+        append = out.append
+        for e, p in zip(ids, payloads):
+            if type(p) is dict:
+                try:
+                    append(_dumps(p))
+                except (TypeError, ValueError, RecursionError) as err:
+                    raise StoreError(f"the payload of item {e!r} cannot be stored as JSON: {err}") from None
+            elif p is None:
+                append("{}")
+            elif isinstance(p, dict):
+                append(_dumps(dict(p)))
+            else:
+                raise StoreError(f"the payload of item {e!r} must be a dict, got {type(p).__name__}")
+        return out
+
+    @staticmethod
+    def _labels_json(labels: Sequence) -> list[str]:
+        cache: dict[Any, str] = {}
+        out = []
+        append = out.append
+        for lab in labels:
+            try:
+                text, hashable = cache.get(lab), True
+            except TypeError:  # unhashable (a list)
+                text, hashable = None, False
+            if text is None:
+                if lab is None:
+                    text = "[]"
+                elif isinstance(lab, str):
+                    text = _dumps([lab])
+                else:
+                    text = _dumps([str(x) for x in lab])
+                if hashable:
+                    cache[lab] = text
+            append(text)
+        return out
+
+    def _insert_rows(self, conn: sa.Connection, rows: list[tuple]) -> None:
+        """rows: (row_id, ext_id, code, payload, labels)."""
+        if self._copy:
+            types = ["int8", "text", "int8" if self.bits <= 64 else "bytea", "text", "text"]
+            cur = conn.connection.driver_connection.cursor()
+            try:
+                with cur.copy(f"COPY {self._items_q} (row_id, ext_id, code, payload, labels) "
+                              f"FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(types)
+                    for r in rows:
+                        cp.write_row(r)
+            except Exception as e:  # psycopg errors are not wrapped by SQLAlchemy here
+                raise StoreError(f"database error while storing items in {self._masked}: {_first_line(e)}") from e
+            finally:
+                cur.close()
+        elif self._sqlite:
+            conn.exec_driver_sql(f"INSERT INTO {self._items_q} (row_id, ext_id, code, payload, labels) "
+                                 f"VALUES (?, ?, ?, ?, ?)", rows)
+        else:
+            keys = ("row_id", "ext_id", "code", "payload", "labels")
+            conn.execute(self._items.insert(), [dict(zip(keys, r)) for r in rows])
+
+    def _update_rows(self, conn: sa.Connection, rows: list[tuple]) -> None:
+        """rows: (row_id, code, payload, labels)."""
+        if self._copy and len(rows) >= self._bulk_update_min:
+            code_sql = "BIGINT" if self.bits <= 64 else "BYTEA"
+            tmp = "semhash_upsert_tmp"
+            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {tmp} (row_id BIGINT, code {code_sql}, payload TEXT, "
+                                 f"labels TEXT) ON COMMIT DROP")
+            cur = conn.connection.driver_connection.cursor()
+            try:
+                with cur.copy(f"COPY {tmp} (row_id, code, payload, labels) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(["int8", code_sql.lower().replace("bigint", "int8"), "text", "text"])
+                    for r in rows:
+                        cp.write_row(r)
+            except Exception as e:
+                raise StoreError(f"database error while storing items in {self._masked}: {_first_line(e)}") from e
+            finally:
+                cur.close()
+            conn.exec_driver_sql(f"UPDATE {self._items_q} AS t SET code = u.code, payload = u.payload, "
+                                 f"labels = u.labels FROM {tmp} AS u WHERE t.row_id = u.row_id")
+            conn.exec_driver_sql(f"DROP TABLE {tmp}")
+        elif self._sqlite:
+            conn.exec_driver_sql(f"UPDATE {self._items_q} SET code = ?, payload = ?, labels = ? WHERE row_id = ?",
+                                 [(c, p, lab, rid) for rid, c, p, lab in rows])
+        else:
+            t = self._items
+            stmt = (t.update().where(t.c.row_id == sa.bindparam("b_row_id"))
+                    .values(code=sa.bindparam("b_code"), payload=sa.bindparam("b_payload"),
+                            labels=sa.bindparam("b_labels")))
+            conn.execute(stmt, [{"b_row_id": rid, "b_code": c, "b_payload": p, "b_labels": lab}
+                                for rid, c, p, lab in rows])
+
+    def delete(self, ext_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Remove the items with these ext_ids; unknown ids are ignored. Returns the removed items'
+        (row_ids int64, codes (m, bits // 8) uint8), ordered by row id. One transaction."""
+        ids = list(dict.fromkeys(self._check_ext_ids(ext_ids)))
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self._nbytes), dtype=np.uint8)
+        t = self._items
+        with self._transaction(write=True, doing="deleting items") as conn:
+            self._lock(conn)
+            found = sorted(self._lookup(conn, ids).values(), key=lambda rc: rc[0])
+            rids = [rid for rid, _ in found]
+            for chunk in _chunks(rids, self._in_chunk):
+                conn.execute(t.delete().where(self._in(t.c.row_id, chunk, sa.BigInteger())))
+        return np.asarray(rids, dtype=np.int64), self._codes_from_values([c for _, c in found])
+
+    def iter_codes(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (row_ids, codes) chunks of at most `chunk` items, in row id order, from one snapshot."""
+        if chunk < 1:
+            raise StoreError(f"chunk must be positive, got {chunk}")
+        t = self._items
+        raw = self._sqlite or self._pg
+        with self._transaction(doing="reading codes", snapshot=True) as conn:
+            last = None
+            while True:
+                if raw:  # straight to the DBAPI cursor: no Row objects; only integers are inlined
+                    where = "" if last is None else f" WHERE row_id > {int(last)}"
+                    cur = conn.connection.cursor()
+                    try:
+                        cur.execute(f"SELECT row_id, code FROM {self._items_q}{where} ORDER BY row_id "
+                                    f"LIMIT {int(chunk)}")
+                        rows = cur.fetchall()
+                    finally:
+                        cur.close()
+                else:
+                    stmt = sa.select(t.c.row_id, t.c.code).order_by(t.c.row_id).limit(chunk)
+                    if last is not None:
+                        stmt = stmt.where(t.c.row_id > last)
+                    rows = conn.execute(stmt).all()
+                if not rows:
+                    return
+                m = len(rows)
+                if self.bits <= 64:
+                    flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=2 * m).reshape(m, 2)
+                    rids, codes = flat[:, 0].copy(), from_keys(flat[:, 1].view(np.uint64), self.bits)
+                else:
+                    rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=m)
+                    codes = self._codes_from_values([r[1] for r in rows])
+                yield rids, codes
+                if m < chunk:
+                    return
+                last = int(rids[-1])
+
+    def all_codes(self, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+        """Every stored (row_ids int64 (n,), codes uint8 (n, bits // 8)), ordered by row id."""
+        parts = list(self.iter_codes(chunk))
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self._nbytes), dtype=np.uint8)
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def fetch(self, row_ids: Iterable[int]) -> list[Item]:
+        """The items with these row ids, in the order asked (repeats allowed). Raises
+        MissingItemError (a StoreError and a KeyError) when any is not stored."""
+        req = np.asarray(list(row_ids) if not isinstance(row_ids, np.ndarray) else row_ids).ravel()
+        if req.size and req.dtype.kind not in "iu":
+            raise StoreError(f"row ids must be integers, got dtype {req.dtype}")
+        wanted = req.astype(np.int64).tolist()
+        if not wanted:
+            return []
+        uniq = list(dict.fromkeys(wanted))
+        t = self._items
+        rows: dict[int, tuple] = {}
+        size = min(10_000, self._in_chunk)
+        with self._transaction(doing="fetching items") as conn:
+            for chunk in _chunks(uniq, size):
+                stmt = sa.select(t.c.row_id, t.c.ext_id, t.c.code, t.c.payload, t.c.labels).where(
+                    self._in(t.c.row_id, chunk, sa.BigInteger()))
+                for r in conn.execute(stmt):
+                    rows[r[0]] = r
+        missing = [r for r in uniq if r not in rows]
+        if missing:
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise MissingItemError(f"no items with row ids {', '.join(map(str, missing[:10]))}{more} in the store "
+                                   f"{self.namespace!r} ({self._masked}); the index is out of step with its "
+                                   f"store: rebuild it", missing)
+        found = [rows[r] for r in uniq]
+        codes = self._codes_from_values([r[2] for r in found])
+        loads = json.loads
+        made = {r[0]: Item(int(r[0]), r[1], codes[i].tobytes(), loads(r[3]), tuple(loads(r[4])))
+                for i, r in enumerate(found)}
+        return [made[r] for r in wanted]
+
+    def row_ids_for(self, ext_ids: Iterable[str]) -> dict[str, int]:
+        """ext_id -> row_id for the given ids that are stored (unknown ones are left out)."""
+        ids = list(dict.fromkeys(self._check_ext_ids(ext_ids)))
+        if not ids:
+            return {}
+        with self._transaction(doing="looking up ids") as conn:
+            return {e: int(rc[0]) for e, rc in self._lookup(conn, ids).items()}
+
+    def get_meta(self, key: str) -> str | None:
+        m = self._meta
+        with self._transaction(doing="reading metadata") as conn:
+            return conn.execute(sa.select(m.c.value).where(m.c.key == str(key))).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a string under `key` (the store's own keys, e.g. 'bits', cannot be set)."""
+        key = str(key)
+        if key in _RESERVED_META:
+            raise StoreError(f"meta key {key!r} is managed by the store and cannot be set")
+        m = self._meta
+        value = None if value is None else str(value)
+        with self._transaction(write=True, doing="writing metadata") as conn:
+            if not conn.execute(m.update().where(m.c.key == key).values(value=value)).rowcount:
+                conn.execute(m.insert().values(key=key, value=value))
+
+    def drop(self) -> None:
+        """Drop this namespace's tables (and everything in them)."""
+        with self._transaction(write=True, doing="dropping the store") as conn:
+            self._md.drop_all(conn, checkfirst=True)
+
+    def close(self) -> None:
+        """Release the database connections (the Store can reconnect if used again)."""
+        self._engine.dispose()
+

@@ -1,0 +1,254 @@
+"""semhash.hashers: the binary autoencoder, its training loop, penalties and the AutoencoderHasher."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from semhash.codes import unpack
+from semhash.errors import ConfigError, ModelError
+from semhash.hashers import hasher_class
+from semhash.hashers.ae import AutoencoderHasher
+from semhash.hashers.autoencoder import (OUTPUT_TYPES, AEConfig, BinaryAutoencoder, balance_penalty,
+                                         decorrelation_penalty, reconstruction_loss)
+from semhash.hashers.train import TrainConfig, pick_device, train
+
+
+def small_cfg(**kw) -> TrainConfig:
+    base = dict(epochs=4, batch_size=32, seed=0, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def data(n=200, dim=64, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, dim)).astype(np.float32)
+
+
+def fit(X, bits=8, seed=0, output_type="real", **cfg) -> AutoencoderHasher:
+    h = AutoencoderHasher(bits=bits, hidden=[32], train_config=small_cfg(seed=seed, **cfg))
+    return h.fit(X, output_type=output_type, progress=False)
+
+
+# --- the module --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("output_type", OUTPUT_TYPES)
+def test_output_shapes(output_type):
+    torch.manual_seed(0)
+    model = BinaryAutoencoder(AEConfig(input_dim=20, bits=16, hidden=[24, 12], output_type=output_type))
+    x = torch.rand(5, 20)
+    out, logits, code = model(x)
+    assert out.shape == (5, 20)
+    assert logits.shape == (5, 16) and code.shape == (5, 16)
+    assert ((code >= 0) & (code <= 1)).all()
+    assert torch.allclose(code, torch.sigmoid(logits))  # no noise: eval is the default for noise_std 0
+    assert model.code_logits(x).shape == (5, 16)
+    loss = reconstruction_loss(out, x, output_type)
+    assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
+
+
+def test_bad_output_type():
+    with pytest.raises(ValueError, match="output_type must be one of"):
+        BinaryAutoencoder(AEConfig(input_dim=4, output_type="gaussian"))
+
+
+def test_reconstruction_losses_by_hand():
+    x = torch.tensor([[0.0, 1.0]])
+    out = torch.tensor([[0.0, 0.0]])
+    assert torch.isclose(reconstruction_loss(out, x, "real"), torch.tensor(1.0))
+    assert torch.isclose(reconstruction_loss(out, x, "unit"), torch.tensor(2 * np.log(2.0), dtype=torch.float32))
+    # distribution: the target puts all weight on term 1, the softmax gives it 1/2
+    assert torch.isclose(reconstruction_loss(out, torch.tensor([[0.0, 3.0]]), "distribution"),
+                         torch.tensor(np.log(2.0), dtype=torch.float32))
+
+
+def test_noise_only_in_training_mode():
+    torch.manual_seed(0)
+    model = BinaryAutoencoder(AEConfig(input_dim=10, bits=8, hidden=[16]))
+    x = torch.rand(6, 10)
+    model.noise_std = 3.0
+    model.eval()
+    a, b = model(x), model(x)
+    for u, v in zip(a, b):
+        assert torch.equal(u, v)
+    model.train()
+    (_, l1, c1), (_, l2, c2) = model(x), model(x)
+    assert torch.equal(l1, l2)           # the logits themselves are noise-free
+    assert not torch.equal(c1, c2)       # the code activations carry the noise
+    assert not torch.allclose(c1, torch.sigmoid(l1))
+    model.noise_std = 0.0
+    (o1, _, c1), (o2, _, c2) = model(x), model(x)
+    assert torch.equal(c1, c2) and torch.equal(o1, o2)
+
+
+# --- penalties ---------------------------------------------------------------------------------
+
+def test_balance_penalty():
+    balanced = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    assert balance_penalty(balanced).item() == 0.0
+    assert balance_penalty(torch.full((4, 3), 0.5)).item() == 0.0
+    assert balance_penalty(torch.ones(4, 3)).item() == pytest.approx(0.25)
+    assert balance_penalty(torch.zeros(4, 3)).item() == pytest.approx(0.25)
+    # one bit always on, one balanced: mean of (0.5^2, 0)
+    assert balance_penalty(torch.tensor([[1.0, 0.0], [1.0, 1.0]])).item() == pytest.approx(0.125)
+
+
+def test_decorrelation_penalty():
+    independent = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    assert decorrelation_penalty(independent).item() == pytest.approx(0.0, abs=1e-6)
+    same = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0]])
+    assert decorrelation_penalty(same).item() == pytest.approx(1.0, abs=1e-4)
+    opposite = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    assert decorrelation_penalty(opposite).item() == pytest.approx(1.0, abs=1e-4)
+    # three bits, only bits 0 and 1 equal: 2 of the 6 off-diagonal entries are 1
+    three = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    assert decorrelation_penalty(three).item() == pytest.approx(2 / 6, abs=1e-4)
+    # a constant bit does not blow up
+    assert torch.isfinite(decorrelation_penalty(torch.ones(4, 3)))
+
+
+# --- training ----------------------------------------------------------------------------------
+
+def test_loss_falls_on_tiny_data():
+    h = fit(data(), epochs=5)
+    hist = h.history
+    assert hist["epochs_run"] == 5 and len(hist["train_loss"]) == 5
+    assert hist["train_loss"][-1] < hist["train_loss"][0]
+    assert hist["device"] == "cpu"
+    assert hist["noise"] == pytest.approx([4 / 3, 8 / 3, 4.0, 4.0, 4.0])  # ramped over 3 epochs
+    assert hist["best_val_loss"] is not None and np.isfinite(hist["best_val_loss"])
+    assert len(hist["val_loss"]) == 5
+
+
+def test_train_on_sparse_distribution_features():
+    rng = np.random.default_rng(0)
+    X = sp.random(120, 40, density=0.1, format="csr", dtype=np.float32, random_state=0)
+    X = X + sp.csr_matrix((np.ones(120, np.float32), (np.arange(120), rng.integers(0, 40, 120))), shape=(120, 40))
+    h = fit(sp.csr_matrix(X), bits=16, output_type="distribution", epochs=3)
+    assert h.encode(X).shape == (120, 2)
+    assert h.history["train_loss"][-1] < h.history["train_loss"][0]
+
+
+def test_early_stopping():
+    # a learning rate of ~0 cannot improve the validation loss after the first judged epoch
+    h = fit(data(), epochs=20, lr=1e-12, patience=2, noise_ramp=0)
+    assert h.history["stopped_early"] is True
+    assert h.history["epochs_run"] == 3
+
+
+def test_deterministic_on_cpu():
+    X = data()
+    a, b = fit(X, seed=3), fit(X, seed=3)
+    assert np.array_equal(a.logits(X), b.logits(X))
+    assert np.array_equal(a.encode(X), b.encode(X))
+    assert a.history["train_loss"] == b.history["train_loss"]
+    c = fit(X, seed=4)
+    assert not np.array_equal(a.logits(X), c.logits(X))
+
+
+def test_codes_shape_and_meaning():
+    X = data(50, 64)
+    h = fit(X, bits=16, epochs=2)
+    codes = h.encode(X)
+    assert codes.shape == (50, 2) and codes.dtype == np.uint8
+    assert np.array_equal(unpack(codes, 16), (h.logits(X) > 0).astype(np.uint8))
+    assert h.logits(X).dtype == np.float32
+
+
+def test_save_load_identical(tmp_path):
+    X = data()
+    h = fit(X, bits=16, epochs=2)
+    h.save(tmp_path)
+    g = AutoencoderHasher.load(tmp_path)
+    assert (g.bits, g.hidden, g.dropout) == (16, [32], 0.0)
+    assert g.train_config == h.train_config
+    assert g.history["train_loss"] == h.history["train_loss"]
+    assert not g.model.training
+    assert np.array_equal(g.logits(X), h.logits(X))
+    assert np.array_equal(g.encode(X), h.encode(X))
+    assert g.describe() == h.describe() == {"name": "ae", "bits": 16, "hidden": [32],
+                                            "train": h.train_config.to_dict(), "output_type": "real"}
+
+
+def test_hasher_errors(tmp_path):
+    h = AutoencoderHasher(bits=8, hidden=[8])
+    with pytest.raises(ModelError, match="not trained yet"):
+        h.logits(data(2, 4))
+    with pytest.raises(ModelError, match="not trained yet"):
+        h.save(tmp_path)
+    with pytest.raises(ModelError, match="cannot load the autoencoder from"):
+        AutoencoderHasher.load(tmp_path)
+    for damaged in (b"garbage", b""):  # not a checkpoint, or an empty file: ModelError, not a raw pickle error
+        (tmp_path / "model.pt").write_bytes(damaged)
+        with pytest.raises(ModelError, match="cannot load the autoencoder from"):
+            AutoencoderHasher.load(tmp_path)
+    trained = fit(data(30, 6), epochs=1)
+    with pytest.raises(ModelError, match="features have 7 dimensions, the model expects 6"):
+        trained.logits(data(3, 7))
+    with pytest.raises(ConfigError, match="bits must be a positive multiple of 8"):
+        AutoencoderHasher(bits=12)
+    assert hasher_class("ae") is AutoencoderHasher
+    with pytest.raises(ConfigError, match="unknown hasher 'lsh'; choose one of: ae"):
+        hasher_class("lsh")
+
+
+# --- configuration and devices -----------------------------------------------------------------
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(epochs=0), "epochs must be at least 1"),
+    (dict(batch_size=0), "batch size must be at least 1"),
+    (dict(lr=0), "learning rate must be positive"),
+    (dict(lr=-1e-3), "learning rate must be positive"),
+    (dict(noise=-1), "noise must be >= 0"),
+    (dict(noise_ramp=-1), "noise ramp must be >= 0"),
+    (dict(balance=-0.1), "penalty weights must be >= 0"),
+    (dict(decorrelation=-0.1), "penalty weights must be >= 0"),
+    (dict(val_fraction=1.0), "validation fraction must be in [0, 1)"),
+    (dict(val_fraction=-0.1), "validation fraction must be in [0, 1)"),
+    (dict(patience=0), "patience must be at least 1"),
+    (dict(device="tpu"), "device must be auto, cpu, cuda or mps, got 'tpu'"),
+])
+def test_train_config_validation(kw, msg):
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(**kw)
+    assert str(e.value) == msg
+
+
+def test_train_config_accepts_cuda_index():
+    assert TrainConfig(device="cuda:1").device == "cuda:1"
+    assert TrainConfig().to_dict()["epochs"] == 30
+
+
+def test_pick_device_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("cuda", "cuda:0"):
+        with pytest.raises(ConfigError) as e:
+            pick_device(name)
+        assert str(e.value) == "--device cuda was asked for, but no CUDA GPU is available; use --device cpu or auto"
+    assert pick_device("cpu") == torch.device("cpu")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None or not mps.is_available():
+        assert pick_device("auto") == torch.device("cpu")
+        with pytest.raises(ConfigError, match="Apple MPS is not available"):
+            pick_device("mps")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a GPU")
+def test_train_on_cuda_without_cuda_fails_before_training():
+    model = BinaryAutoencoder(AEConfig(input_dim=4, bits=8, hidden=[4]))
+    with pytest.raises(ConfigError, match="no CUDA GPU is available"):
+        train(model, data(10, 4), TrainConfig(device="cuda"), progress=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_train_on_gpu():
+    X = data(300, 64)
+    h = AutoencoderHasher(bits=16, hidden=[64], train_config=TrainConfig(epochs=3, batch_size=64, device="cuda"))
+    h.fit(X, output_type="unit", progress=False)
+    assert h.history["device"].startswith("cuda")
+    assert next(h.model.parameters()).device.type == "cpu"  # moved back for inference and saving
+    codes = h.encode(X)
+    assert codes.shape == (300, 2) and codes.dtype == np.uint8
+    assert all(np.isfinite(h.history["train_loss"]))
+    assert len(np.unique(codes, axis=0)) > 1

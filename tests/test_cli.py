@@ -1,0 +1,206 @@
+"""The `semhash` command line (train, encode) through click's CliRunner."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from semhash.cli import main
+from semhash.codes import from_hex, to_hex
+from semhash.corpus import Corpus
+from semhash.model import Model
+
+TRAIN_KEYS = ["model", "items", "kind", "bits", "feature_dim", "epochs", "val_loss", "seconds", "device"]
+FAST = ["--epochs", "2", "--bits", "16", "--hidden", "32", "--device", "cpu", "-q"]
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, topic_docs, write_jsonl):
+    """(corpus path, model dir, result of `semhash train`), trained once for the module."""
+    root = tmp_path_factory.mktemp("cli")
+    corpus = write_jsonl(root / "docs.jsonl", topic_docs(60, seed=0))
+    out = root / "model"
+    result = run("train", corpus, "--epochs", "2", "--bits", "16", "-q", "-o", out)
+    return corpus, out, result
+
+
+def test_train(trained):
+    corpus, out, result = trained
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert list(summary) == TRAIN_KEYS
+    assert summary["model"] == str(out)
+    assert (summary["items"], summary["kind"], summary["bits"], summary["feature_dim"]) == (60, "text", 16, 30)
+    assert summary["epochs"] == 2
+    assert summary["device"] in ("cpu", "cuda", "mps")
+    assert result.stderr == ""  # -q: nothing on stderr
+    assert (out / "manifest.json").is_file()
+    assert Model.load(out).bits == 16
+
+
+def test_train_logs_without_quiet(tmp_path, topic_docs, write_jsonl):
+    corpus = write_jsonl(tmp_path / "docs.jsonl", topic_docs(30, seed=5))
+    result = run("train", corpus, *FAST[:-1], "-o", tmp_path / "m")
+    assert result.exit_code == 0
+    assert f"Read 30 text records from {corpus}; training ae at 16 bits" in result.stderr
+    assert f"Saved the model to {tmp_path / 'm'}" in result.stderr
+    assert len(result.stdout.splitlines()) == 1
+
+
+def test_encode_jsonl(trained):
+    corpus, out, _ = trained
+    result = run("encode", corpus, "-m", out)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    ids = [json.loads(line)["id"] for line in open(corpus)]
+    assert len(lines) == 60
+    for line, rid in zip(lines, ids):
+        assert re.fullmatch(r'\{"id": "([^"]+)", "code": "[0-9a-f]{4}"\}', line), line
+        assert json.loads(line)["id"] == rid
+    # the codes are the model's
+    model = Model.load(out)
+    expected = to_hex(model.encode(Corpus(corpus).read_all()))
+    assert [json.loads(line)["code"] for line in lines] == expected
+    assert lines[0] == f'{{"id": "{ids[0]}", "code": "{expected[0]}"}}'
+
+
+def test_encode_from_stdin(trained):
+    corpus, out, _ = trained
+    from_file = run("encode", corpus, "-m", out).stdout
+    from_stdin = run("encode", "-", "-m", out, input=corpus.read_text())
+    assert from_stdin.exit_code == 0
+    assert from_stdin.stdout == from_file
+
+
+def test_encode_npy(trained, tmp_path):
+    corpus, out, _ = trained
+    jsonl = run("encode", corpus, "-m", out).stdout.splitlines()
+    target = tmp_path / "codes.npy"
+    result = run("encode", corpus, "-m", out, "--format", "npy", "-o", target)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    arr = np.load(target)
+    assert arr.shape == (60, 2) and arr.dtype == np.uint8
+    assert np.array_equal(arr, from_hex([json.loads(line)["code"] for line in jsonl], 16))
+    assert [p.name for p in tmp_path.iterdir()] == ["codes.npy"]  # no temporary file left
+
+
+def test_encode_jsonl_to_file(trained, tmp_path):
+    corpus, out, _ = trained
+    target = tmp_path / "codes.jsonl"
+    assert run("encode", corpus, "-m", out, "-o", target).exit_code == 0
+    assert target.read_text() == run("encode", corpus, "-m", out).stdout
+
+
+def test_encode_npy_needs_output(trained):
+    corpus, out, _ = trained
+    result = run("encode", corpus, "-m", out, "--format", "npy")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: --format npy writes a binary array: give a file with -o FILE\n"
+    assert result.stdout == ""
+
+
+def test_encode_missing_model(trained, tmp_path):
+    corpus, _, _ = trained
+    missing = tmp_path / "no-such-model"
+    result = run("encode", corpus, "-m", missing)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ")
+    assert str(missing) in result.stderr
+    assert "not a semhash model directory" in result.stderr
+    assert result.stdout == ""
+
+
+def test_encode_malformed_corpus_writes_nothing(trained, tmp_path):
+    _, out, _ = trained
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "rocket"}\n{"id": "b"}\n')
+    target = tmp_path / "codes.npy"
+    result = run("encode", bad, "-m", out, "--format", "npy", "-o", target)
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {bad}, line 2: record has neither a 'text' nor a 'vector' field "
+                             "(fields: id)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
+    # on stdout too, nothing is printed for the good first line
+    result = run("encode", bad, "-m", out)
+    assert result.exit_code == 1 and result.stdout == ""
+
+
+def test_encode_vectors_with_a_text_model(trained, tmp_path):
+    _, out, _ = trained
+    v = tmp_path / "v.jsonl"
+    v.write_text('{"vector": [1, 2]}\n')
+    result = run("encode", v, "-m", out)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ") and "trained on texts" in result.stderr
+
+
+def _good_lines(n):
+    return "".join(json.dumps({"id": f"d{i}", "text": "rocket orbit planet"}) + "\n" for i in range(n))
+
+
+BAD_CORPORA = {
+    "bad_json": ("c.jsonl", _good_lines(16) + "not json\n",
+                 "line 17: invalid JSON (Expecting value at column 1)"),
+    "missing_text": ("c.jsonl", _good_lines(3) + '{"id": "x", "title": "t"}\n',
+                     "line 4: record has neither a 'text' nor a 'vector' field (fields: id, title)"),
+    "wrong_width": ("v.jsonl", '{"vector": [1, 2, 3]}\n{"vector": [1, 2]}\n',
+                    "line 2: vector has 2 values, expected 3 (the width of line 1)"),
+    "nan": ("v.jsonl", '{"vector": [1, 2]}\n{"vector": [NaN, 2]}\n',
+            "line 2: vector contains NaN or infinite values"),
+    "empty": ("c.jsonl", "", None),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CORPORA))
+def test_train_on_malformed_corpus(tmp_path, case):
+    name, content, where = BAD_CORPORA[case]
+    corpus = tmp_path / name
+    corpus.write_text(content)
+    out = tmp_path / "model"
+    result = run("train", corpus, *FAST, "-o", out)
+    assert result.exit_code == 1
+    if where is None:
+        assert result.stderr == f"Error: {corpus}: no records found (the file is empty)\n"
+    else:
+        assert result.stderr == f"Error: {corpus}, {where}\n"
+    assert result.stdout == ""
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no model dir, no temporary dirs
+
+
+def test_train_bad_options(tmp_path, topic_docs, write_jsonl):
+    corpus = write_jsonl(tmp_path / "docs.jsonl", topic_docs(10))
+    result = run("train", corpus, "--bits", "12", "-q", "-o", tmp_path / "m")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: bits must be a positive multiple of 8 (8, 16, 32, 64, ...), got 12\n"
+    result = run("train", corpus, "--hidden", "64,x", "-q", "-o", tmp_path / "m")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: --hidden must be comma-separated integers, got '64,x'\n"
+    result = run("train", tmp_path / "nope.jsonl", "-q", "-o", tmp_path / "m")
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {tmp_path / 'nope.jsonl'}: no such file or directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl"]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["encode", "--help"]])
+def test_help_has_an_example(args):
+    result = run(*args)
+    assert result.exit_code == 0
+    examples = [line for line in result.output.splitlines() if line.strip().startswith("Example:")]
+    assert len(examples) == 1
+    assert "semhash " in examples[0]
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0 and "0.1.0" in result.output

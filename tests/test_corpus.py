@@ -1,0 +1,415 @@
+"""semhash.corpus: every reader on good input, exact error messages on bad input, batching."""
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from semhash.corpus import Batch, Corpus, detect_format, records_from_strings
+from semhash.errors import CorpusError
+
+
+def error_of(path, **kw) -> CorpusError:
+    with pytest.raises(CorpusError) as e:
+        Corpus(path, **kw).read_all()
+    return e.value
+
+
+# --- good input --------------------------------------------------------------------------------
+
+def test_jsonl_texts_with_labels_and_payload(tmp_path, write_jsonl):
+    p = write_jsonl(tmp_path / "c.jsonl", [
+        {"id": "a", "text": "first doc", "label": "x", "year": 2001},
+        {"id": 7, "text": "second doc", "labels": ["p", "q"], "meta": {"k": [1, 2]}},
+        {"text": "third doc, no id"},
+        {"id": "d", "text": "fourth", "label": 5, "label2": "kept"},
+    ])
+    b = Corpus(p).read_all()
+    assert b.kind == "text" and b.vectors is None
+    assert b.ids == ["a", "7", "3", "d"]  # integer id as a string; missing id = line number
+    assert b.texts == ["first doc", "second doc", "third doc, no id", "fourth"]
+    assert b.labels == [("x",), ("p", "q"), (), ("5",)]
+    assert b.payloads == [{"year": 2001}, {"meta": {"k": [1, 2]}}, {}, {"label2": "kept"}]
+
+
+def test_jsonl_skips_blank_lines_and_keeps_line_numbers(tmp_path):
+    p = tmp_path / "c.ndjson"
+    p.write_text('{"text": "a"}\n\n   \n{"text": "b"}\n')
+    b = Corpus(p).read_all()
+    assert b.ids == ["1", "4"]
+    assert b.texts == ["a", "b"]
+
+
+def test_jsonl_vectors(tmp_path, write_jsonl):
+    p = write_jsonl(tmp_path / "v.jsonl", [
+        {"id": "a", "vector": [0.5, 1, -2.25], "label": "l"},
+        {"id": "b", "vector": [1e3, 0, 3]},
+    ])
+    b = Corpus(p).read_all()
+    assert b.kind == "vector" and b.texts is None
+    assert b.vectors.dtype == np.float32 and b.vectors.shape == (2, 3)
+    assert np.array_equal(b.vectors, np.array([[0.5, 1, -2.25], [1000, 0, 3]], dtype=np.float32))
+    assert b.labels == [("l",), ()]
+
+
+def test_csv_with_header_and_payload(tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_text('id,text,label,source\nr1,"hello, world",greet,web\nr2,"two\nlines",,book\n,no id here,x,\n')
+    b = Corpus(p).read_all()
+    assert b.kind == "text"
+    assert b.ids == ["r1", "r2", "5"]  # an empty id is the line number (the quoted newline counts)
+    assert b.texts == ["hello, world", "two\nlines", "no id here"]
+    assert b.labels == [("greet",), (), ("x",)]  # an empty label is no label
+    assert b.payloads == [{"source": "web"}, {"source": "book"}, {"source": ""}]
+
+
+def test_tsv_with_header_and_payload(tmp_path):
+    p = tmp_path / "c.tsv"
+    p.write_text("text\tscore\tid\nalpha beta\t0.5\tx\ngamma, delta\t1.5\ty\n")
+    b = Corpus(p).read_all()
+    assert b.ids == ["x", "y"]
+    assert b.texts == ["alpha beta", "gamma, delta"]
+    assert b.payloads == [{"score": "0.5"}, {"score": "1.5"}]
+    assert b.labels == [(), ()]
+
+
+def test_plain_text_lines(tmp_path):
+    p = tmp_path / "docs.txt"
+    p.write_text("first line\n\nthird line\n   \nfifth, last\r\n")
+    b = Corpus(p).read_all()
+    assert b.ids == ["1", "3", "5"]
+    assert b.texts == ["first line", "third line", "fifth, last"]
+    assert b.labels == [(), (), ()]
+
+
+def test_unknown_extension_is_sniffed(tmp_path):
+    (tmp_path / "a.data").write_text('{"id": "j", "text": "json here"}\n')
+    (tmp_path / "b.data").write_text("just text\n")
+    assert Corpus(tmp_path / "a.data").read_all().ids == ["j"]
+    assert Corpus(tmp_path / "b.data").read_all().texts == ["just text"]
+
+
+def test_directory_of_txt_files(tmp_path):
+    root = tmp_path / "news"
+    (root / "sci.space").mkdir(parents=True)
+    (root / "rec.autos").mkdir()
+    (root / "sci.space" / "a.txt").write_text("rockets and orbits")
+    (root / "sci.space" / "b.txt").write_text("the moon")
+    (root / "rec.autos" / "1001").write_text("engines")  # 20-Newsgroups files have no extension
+    (root / "top.txt").write_text("no sub-folder")
+    (root / "rec.autos" / "notes.md").write_text("not a .txt file")
+    b = Corpus(root).read_all()
+    assert b.ids == ["rec.autos/1001", "sci.space/a.txt", "sci.space/b.txt", "top.txt"]
+    assert b.texts == ["engines", "rockets and orbits", "the moon", "no sub-folder"]
+    assert b.labels == [("rec.autos",), ("sci.space",), ("sci.space",), ()]
+
+
+def test_npy(tmp_path):
+    x = np.random.default_rng(0).normal(size=(7, 5))
+    np.save(tmp_path / "x.npy", x)
+    b = Corpus(tmp_path / "x.npy").read_all()
+    assert b.kind == "vector"
+    assert b.ids == [str(i) for i in range(7)]
+    assert b.vectors.dtype == np.float32
+    assert np.array_equal(b.vectors, x.astype(np.float32))
+    assert b.labels == [()] * 7
+
+
+def test_npz_with_ids_and_labels(tmp_path):
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.savez(tmp_path / "x.npz", vectors=x, ids=np.array(["w", "x", "y", "z"]), labels=np.array([3, 1, 3, 2]))
+    b = Corpus(tmp_path / "x.npz").read_all()
+    assert b.ids == ["w", "x", "y", "z"]
+    assert b.labels == [("3",), ("1",), ("3",), ("2",)]
+    assert np.array_equal(b.vectors, x)
+
+
+def test_npz_single_unnamed_array(tmp_path):
+    np.savez(tmp_path / "x.npz", np.ones((2, 3)))
+    assert Corpus(tmp_path / "x.npz").read_all().vectors.shape == (2, 3)
+
+
+def test_stdin_jsonl(monkeypatch):
+    lines = [json.dumps({"id": f"s{i}", "text": f"doc {i}"}) for i in range(3)]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    c = Corpus("-")
+    assert c.format == "stdin"
+    assert c.validate() == 3
+    b = c.read_all()  # a second pass over stdin reuses what was read
+    assert b.ids == ["s0", "s1", "s2"]
+    assert b.texts == ["doc 0", "doc 1", "doc 2"]
+
+
+def test_stdin_plain_lines(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("alpha\n\ngamma\n"))
+    b = Corpus("-").read_all()
+    assert b.ids == ["1", "3"]
+    assert b.texts == ["alpha", "gamma"]
+
+
+def test_stdin_crlf_and_missing_final_newline(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("alpha\r\n\r\ngamma"))
+    b = Corpus("-").read_all()
+    assert b.ids == ["1", "3"]
+    assert b.texts == ["alpha", "gamma"]
+
+
+def test_stdin_errors_name_the_line(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"text": "a"}\r\n\n{"text": "abc'))
+    with pytest.raises(CorpusError) as e:
+        Corpus("-").read_all()
+    assert str(e.value) == "-, line 3: invalid JSON (Unterminated string starting at column 10)"
+
+
+def test_stdin_reads_like_a_file(monkeypatch, tmp_path):
+    """Only \\n, \\r and \\r\\n end lines: JSON strings may hold U+2028 / U+0085 unescaped."""
+    text = "".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n"
+                   for i, t in enumerate(["line\u2028separator", "next\x85line", "para\u2029end"]))
+    p = tmp_path / "c.jsonl"
+    p.write_text(text, encoding="utf-8")
+    from_file = Corpus(p).read_all()
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    from_stdin = Corpus("-").read_all()
+    assert from_stdin.texts == from_file.texts == ["line\u2028separator", "next\x85line", "para\u2029end"]
+    assert from_stdin.ids == from_file.ids == ["0", "1", "2"]
+
+
+def test_detect_format(tmp_path):
+    assert detect_format("-") == "stdin"
+    assert detect_format(str(tmp_path)) == "dir"
+    for name, fmt in [("a.jsonl", "jsonl"), ("a.JSON", "jsonl"), ("a.ndjson", "jsonl"), ("a.csv", "csv"),
+                      ("a.tsv", "tsv"), ("a.npy", "npy"), ("a.npz", "npz"), ("a.txt", "sniff")]:
+        assert detect_format(str(tmp_path / name)) == fmt
+
+
+# --- batching --------------------------------------------------------------------------------
+
+def test_batches_of_ten(tmp_path, write_jsonl):
+    p = write_jsonl(tmp_path / "c.jsonl", [{"id": f"r{i}", "text": f"text {i}", "n": i} for i in range(25)])
+    c = Corpus(p, batch_size=10)
+    batches = list(c.batches())
+    assert [len(b) for b in batches] == [10, 10, 5]
+    assert batches[1].ids[0] == "r10" and batches[2].ids[-1] == "r24"
+    whole = c.read_all()
+    assert whole.ids == [f"r{i}" for i in range(25)]
+    assert whole.texts == [t for b in batches for t in b.texts]
+    assert [p["n"] for p in whole.payloads] == list(range(25))
+    assert len(whole.labels) == 25
+    assert c.validate() == 25
+
+
+def test_array_batches_of_ten(tmp_path):
+    x = np.random.default_rng(1).random((25, 4))
+    np.save(tmp_path / "x.npy", x)
+    c = Corpus(tmp_path / "x.npy", batch_size=10)
+    assert [len(b) for b in c.batches()] == [10, 10, 5]
+    whole = c.read_all()
+    assert whole.ids == [str(i) for i in range(25)]
+    assert np.array_equal(whole.vectors, x.astype(np.float32))
+
+
+def test_vector_batches_concat(tmp_path, write_jsonl):
+    p = write_jsonl(tmp_path / "v.jsonl", [{"vector": [i, i + 1.0]} for i in range(25)])
+    whole = Corpus(p, batch_size=10).read_all()
+    assert whole.vectors.shape == (25, 2)
+    assert whole.vectors[:, 0].tolist() == list(range(25))
+
+
+def test_concat_of_nothing_is_empty_text_batch():
+    b = Batch.concat([])
+    assert len(b) == 0 and b.kind == "text"
+
+
+def test_records_from_strings():
+    t = records_from_strings(["a b", "c"])
+    assert t.kind == "text" and t.ids == ["0", "1"] and t.texts == ["a b", "c"]
+    v = records_from_strings([[1, 2], [3, 4]])
+    assert v.kind == "vector" and v.vectors.shape == (2, 2) and v.vectors.dtype == np.float32
+    with pytest.raises(CorpusError, match="NaN or infinite"):
+        records_from_strings(np.array([[1.0, np.nan]]))
+
+
+# --- bad input: exact messages ---------------------------------------------------------------
+
+def test_bad_json_on_line_17(tmp_path, write_jsonl):
+    p = write_jsonl(tmp_path / "c.jsonl", [{"id": i, "text": f"doc {i}"} for i in range(16)])
+    with open(p, "a") as fh:
+        fh.write("not json\n")
+        fh.write('{"id": "after", "text": "never read"}\n')
+    e = error_of(p)
+    assert str(e) == f"{p}, line 17: invalid JSON (Expecting value at column 1)"
+    assert (e.path, e.line) == (str(p), 17)
+
+
+def test_bad_json_in_a_later_batch(tmp_path, write_jsonl):
+    p = write_jsonl(tmp_path / "c.jsonl", [{"id": i, "text": f"doc {i}"} for i in range(16)])
+    with open(p, "a") as fh:
+        fh.write('{"id": "x", "text": "unterminated}\n')
+    with pytest.raises(CorpusError) as e:
+        for _ in Corpus(p, batch_size=5).batches():
+            pass
+    # json's message ends in "at"; the reader must not say "at at column"
+    assert str(e.value) == f"{p}, line 17: invalid JSON (Invalid control character at column 35)"
+
+
+def test_json_that_is_not_an_object(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"text": "ok"}\n[1, 2]\n')
+    assert str(error_of(p)) == f"{p}, line 2: expected a JSON object, got list"
+
+
+def test_missing_text_field(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"id": "a", "text": "ok"}\n{"id": "b", "title": "no text"}\n')
+    assert str(error_of(p)) == (f"{p}, line 2: record has neither a 'text' nor a 'vector' field "
+                                "(fields: id, title)")
+
+
+def test_vector_of_wrong_width(tmp_path):
+    p = tmp_path / "v.jsonl"
+    p.write_text('{"vector": [1, 2, 3]}\n{"vector": [4, 5, 6]}\n{"vector": [7, 8]}\n')
+    assert str(error_of(p)) == f"{p}, line 3: vector has 2 values, expected 3 (the width of line 1)"
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_in_a_vector(tmp_path, literal):
+    p = tmp_path / "v.jsonl"
+    p.write_text(f'{{"vector": [1, 2]}}\n{{"vector": [1, {literal}]}}\n')  # Python's json accepts these
+    assert str(error_of(p)) == f"{p}, line 2: vector contains NaN or infinite values"
+
+
+@pytest.mark.parametrize("vec,msg", [
+    ("[]", "'vector' must be a non-empty list of numbers"),
+    ('"1 2"', "'vector' must be a non-empty list of numbers"),
+    ('[1, "2"]', "'vector' must contain only numbers"),
+    ("[1, true]", "'vector' must contain only numbers"),
+])
+def test_bad_vector_values(tmp_path, vec, msg):
+    p = tmp_path / "v.jsonl"
+    p.write_text(f'{{"vector": {vec}}}\n')
+    assert str(error_of(p)) == f"{p}, line 1: {msg}"
+
+
+@pytest.mark.parametrize("content", ["", "\n\n   \n"])
+def test_empty_file(tmp_path, content):
+    p = tmp_path / "c.jsonl"
+    p.write_text(content)
+    e = error_of(p)
+    assert str(e) == f"{p}: no records found (the file is empty)"
+    assert e.line is None
+
+
+def test_empty_csv_and_directory(tmp_path):
+    (tmp_path / "c.csv").write_text("")
+    assert str(error_of(tmp_path / "c.csv")) == f"{tmp_path / 'c.csv'}: no records found (the file is empty)"
+    (tmp_path / "d").mkdir()
+    assert str(error_of(tmp_path / "d")) == f"{tmp_path / 'd'}: no records found (the file is empty)"
+
+
+def test_duplicate_id(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"id": "a", "text": "x"}\n{"id": "b", "text": "y"}\n\n{"id": "a", "text": "z"}\n')
+    assert str(error_of(p)) == f"{p}, line 4: duplicate id 'a' (first seen on line 1)"
+
+
+def test_duplicate_id_across_batches(tmp_path, write_jsonl):
+    p = write_jsonl(tmp_path / "c.jsonl", [{"id": i % 12, "text": "t"} for i in range(13)])
+    assert str(error_of(p, batch_size=5)) == f"{p}, line 13: duplicate id '0' (first seen on line 1)"
+
+
+def test_integer_and_string_ids_collide(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"id": 1, "text": "x"}\n{"id": "1", "text": "y"}\n')
+    assert str(error_of(p)) == f"{p}, line 2: duplicate id '1' (first seen on line 1)"
+
+
+@pytest.mark.parametrize("rid", ["true", "1.5", "null", "[1]"])
+def test_bad_id_type(tmp_path, rid):
+    p = tmp_path / "c.jsonl"
+    p.write_text(f'{{"id": {rid}, "text": "x"}}\n')
+    assert str(error_of(p)) == f"{p}, line 1: 'id' must be a string or an integer, got {rid}"
+
+
+def test_mixed_text_and_vector_records(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text('\n{"id": "a", "text": "x"}\n{"id": "b", "vector": [1, 2]}\n')
+    assert str(error_of(p)) == (f"{p}, line 3: record has a 'vector' but the records before it (from line 2) "
+                                "have a 'text'; a corpus holds one kind")
+
+
+def test_text_must_be_a_string(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"text": 5}\n')
+    assert str(error_of(p)) == f"{p}, line 1: 'text' must be a string, got int"
+
+
+def test_bad_labels(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"text": "x", "labels": "a,b"}\n')
+    assert str(error_of(p)) == f"{p}, line 1: 'labels' must be a list of strings"
+    p.write_text('{"text": "x", "label": ["a"]}\n')
+    assert str(error_of(p)) == f"{p}, line 1: 'label' must be a string or an integer"
+
+
+def test_csv_without_text_column(tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_text("id,body\n1,hello\n")
+    e = error_of(p)
+    assert str(e) == f"{p}, line 1: the header has no 'text' column (columns: id, body)"
+    assert e.line == 1
+
+
+def test_csv_row_with_too_many_fields(tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_text("id,text\na,fine\nb,too,many,fields\n")
+    assert str(error_of(p)) == f"{p}, line 3: 4 fields, the header has 2"
+
+
+def test_npy_with_nan_reports_row(tmp_path):
+    x = np.ones((30, 4))
+    x[13, 2] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    e = error_of(tmp_path / "x.npy", batch_size=5)  # the row is counted across batches
+    assert str(e) == f"{tmp_path / 'x.npy'}: row 13: vector contains NaN or infinite values"
+
+
+@pytest.mark.parametrize("arr,msg", [
+    (np.ones(5), "expected a non-empty 2-D array of vectors, got shape (5,)"),
+    (np.ones((0, 3)), "expected a non-empty 2-D array of vectors, got shape (0, 3)"),
+    (np.array([["a", "b"]]), "vectors must be numbers, got dtype <U1"),
+])
+def test_npy_bad_arrays(tmp_path, arr, msg):
+    np.save(tmp_path / "x.npy", arr)
+    assert str(error_of(tmp_path / "x.npy")) == f"{tmp_path / 'x.npy'}: {msg}"
+
+
+def test_npz_errors(tmp_path):
+    p = tmp_path / "x.npz"
+    np.savez(p, a=np.ones((2, 2)), b=np.ones((2, 2)))
+    assert str(error_of(p)) == f"{p}: no 'vectors' array (arrays: a, b)"
+    np.savez(p, vectors=np.ones((3, 2)), ids=np.array(["a", "b"]))
+    assert str(error_of(p)) == f"{p}: 'ids' has 2 entries but there are 3 vectors"
+    np.savez(p, vectors=np.ones((3, 2)), ids=np.array(["a", "b", "a"]))
+    assert str(error_of(p)) == f"{p}: 'ids' has duplicate entries"
+
+
+def test_corrupt_npy(tmp_path):
+    p = tmp_path / "x.npy"
+    p.write_bytes(b"definitely not numpy")
+    assert str(error_of(p)).startswith(f"{p}: cannot read the array file (")
+
+
+def test_not_utf8(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_bytes(b"caf\xe9\n")
+    assert str(error_of(p)).startswith(f"{p}: not UTF-8 text (")
+
+
+def test_nonexistent_path(tmp_path):
+    p = tmp_path / "missing.jsonl"
+    with pytest.raises(CorpusError) as e:
+        Corpus(p)
+    assert str(e.value) == f"{p}: no such file or directory"
