@@ -110,7 +110,8 @@ class Corpus:
             yield from _chunk(self._line_records(fmt, lines), self.batch_size, self.path)
             return
         try:
-            with open(self.path, encoding="utf-8", newline="") as fh:
+            # utf-8-sig: UTF-8 that drops a leading byte-order mark (as Excel writes CSV), or "\ufefftext"
+            with open(self.path, encoding="utf-8-sig", newline="") as fh:
                 if fmt == "sniff":
                     head = fh.read(4096)
                     fh.seek(0)

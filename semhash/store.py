@@ -35,7 +35,6 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import URL, make_url
 
 from .codes import check_bits, from_keys, to_keys
@@ -47,6 +46,7 @@ SCHEMA_VERSION = 1
 _NAMESPACE_RE = re.compile(r"[a-z_][a-z0-9_]{0,40}")
 _RESERVED_META = frozenset({"schema_version", "bits", "next_row_id"})
 _JSON_SEP = (",", ":")
+_SEP = "\x1f"  # joins ext_ids into one PostgreSQL parameter (string_to_array)
 
 
 class MissingItemError(StoreError, KeyError):
@@ -141,6 +141,20 @@ def _make_json_encoder():
 _dumps = _make_json_encoder()
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _loads(text: str) -> Any:
+    """json.loads without its whitespace handling (the store writes compact JSON itself)."""
+    try:
+        obj, end = _raw_decode(text)
+        if end == len(text):
+            return obj
+    except ValueError:
+        pass
+    return json.loads(text)
+
+
 def _chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
     for i in range(0, len(seq), size):
         yield seq[i:i + size]
@@ -178,6 +192,8 @@ class Store:
         self._sqlite = dialect.name == "sqlite"
         self._pg = dialect.name == "postgresql"
         self._copy = self._pg and dialect.driver == "psycopg"
+        # errors raised by the driver itself (raw cursors, COPY) are not wrapped by SQLAlchemy
+        self._driver_errors = (sa_exc.DBAPIError, getattr(dialect.loaded_dbapi, "Error", sa_exc.DBAPIError))
         if self._sqlite:
             self._in_chunk = 30_000 if sqlite3.sqlite_version_info >= (3, 32) else 900
         elif self._pg:
@@ -291,8 +307,9 @@ class Store:
             with self._transaction(write=True, doing="opening the store") as conn:
                 insp = sa.inspect(conn)
                 has_items, has_meta = insp.has_table(items_name), insp.has_table(meta_name)
+                meta = sa.table(meta_name, sa.column("key"), sa.column("value"))
                 if has_items and has_meta:
-                    stored = dict(conn.execute(sa.text(f"SELECT key, value FROM {meta_name}")).all())
+                    stored = dict(conn.execute(sa.select(meta.c.key, meta.c.value)).all())
                     self._check_meta(stored)
                     return
                 if has_items or has_meta:
@@ -339,7 +356,7 @@ class Store:
     def _connect(self) -> sa.Connection:
         try:
             return self._engine.connect()
-        except sa_exc.DBAPIError as e:
+        except self._driver_errors as e:
             if self._sqlite:
                 hint = "check that the file is a SQLite database in a directory you can write to"
             else:
@@ -358,7 +375,7 @@ class Store:
                 conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 yield conn
-        except sa_exc.DBAPIError as e:
+        except self._driver_errors as e:
             raise StoreError(f"database error while {doing} in {self._masked}: {_first_line(e)}") from e
         finally:
             conn.close()
@@ -368,10 +385,38 @@ class Store:
         if self._pg:
             conn.exec_driver_sql(f"LOCK TABLE {self._items_q} IN SHARE ROW EXCLUSIVE MODE")
 
-    def _in(self, col: sa.ColumnElement, values: Sequence, elem_type) -> sa.ColumnElement:
-        if self._pg:
-            return col == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(elem_type)))
-        return col.in_(list(values))
+    def _select_in(self, conn: sa.Connection, columns: Sequence[str], key: str, values: Sequence
+                   ) -> list[tuple]:
+        """Rows (as tuples of `columns`) whose `key` column ('ext_id' or 'row_id') is one of `values`:
+        one query per chunk of values, straight through the DBAPI cursor on SQLite and PostgreSQL."""
+        if not len(values):
+            return []
+        t = self._items
+        if not (self._sqlite or self._pg):
+            out: list[tuple] = []
+            for chunk in _chunks(values, self._in_chunk):
+                stmt = sa.select(*(t.c[c] for c in columns)).where(t.c[key].in_(list(chunk)))
+                out += [tuple(r) for r in conn.execute(stmt)]
+            return out
+        head = f"SELECT {', '.join(columns)} FROM {self._items_q} WHERE {key}"
+        out = []
+        cur = conn.connection.cursor()
+        try:
+            for chunk in _chunks(values, self._in_chunk):
+                if self._sqlite:
+                    cur.execute(f"{head} IN ({','.join('?' * len(chunk))})", list(chunk))
+                elif key == "row_id":  # integers: a bigint[] literal, no per-element adaptation
+                    cur.execute(f"{head} = ANY(%s::bigint[])", ("{" + ",".join(map(str, chunk)) + "}",))
+                else:
+                    joined = _SEP.join(chunk)
+                    if joined.count(_SEP) == len(chunk) - 1 and "" not in chunk:
+                        cur.execute(f"{head} = ANY(string_to_array(%s, E'\\x1f'))", (joined,))
+                    else:  # ids that contain the separator: let psycopg build the text[]
+                        cur.execute(f"{head} = ANY(%s)", (list(chunk),))
+                out += cur.fetchall()
+        finally:
+            cur.close()
+        return out
 
     def _code_values(self, codes: np.ndarray) -> list:
         """Packed codes -> database values (signed int64 keys, or bytes)."""
@@ -380,6 +425,11 @@ class Store:
         raw = np.ascontiguousarray(codes).tobytes()
         nb = self._nbytes
         return [raw[i:i + nb] for i in range(0, len(raw), nb)]
+
+    @staticmethod
+    def _norm(value: Any) -> Any:
+        """A code value as read back, comparable with `_code_values` output (bytes, not memoryview)."""
+        return bytes(value) if isinstance(value, (memoryview, bytearray)) else value
 
     def _codes_from_values(self, values: Sequence) -> np.ndarray:
         """Database values -> packed (n, bits // 8) uint8 codes."""
@@ -412,16 +462,6 @@ class Store:
             if not isinstance(e, str):
                 raise StoreError(f"item ids must be strings, got {type(e).__name__} {e!r}")
         return ids
-
-    def _lookup(self, conn: sa.Connection, ext_ids: Sequence[str]) -> dict[str, tuple[int, Any]]:
-        """ext_id -> (row_id, code value) for those present; one query per chunk of ids."""
-        t = self._items
-        found: dict[str, tuple[int, Any]] = {}
-        for chunk in _chunks(ext_ids, self._in_chunk):
-            stmt = sa.select(t.c.ext_id, t.c.row_id, t.c.code).where(self._in(t.c.ext_id, chunk, sa.Text()))
-            for ext, rid, code in conn.execute(stmt):
-                found[ext] = (rid, code)
-        return found
 
     def _next_row_id(self, conn: sa.Connection) -> int:
         m, t = self._meta, self._items
@@ -496,7 +536,9 @@ class Store:
         with self._transaction(write=True, doing="storing items") as conn:
             self._lock(conn)
             empty = conn.execute(sa.select(t.c.row_id).limit(1)).first() is None
-            existing = {} if empty else self._lookup(conn, ids)
+            existing = {} if empty else {
+                r[0]: r[1:] for r in self._select_in(conn, ("ext_id", "row_id", "code", "payload", "labels"),
+                                                     "ext_id", ids)}
             next_id = self._next_row_id(conn)
             if not existing:  # all new
                 row_ids[:] = np.arange(next_id, next_id + n, dtype=np.int64)
@@ -516,8 +558,11 @@ class Store:
                 row_ids[old_pos] = np.asarray(old_rids, dtype=np.int64)
                 replaced[old_pos] = True
                 old_codes[old_pos] = self._codes_from_values([hits[i][1] for i in old_pos])
-                self._update_rows(conn, [(rid, values[i], pay_json[i], lab_json[i])
-                                         for rid, i in zip(old_rids, old_pos)])
+                changed = [(hits[i][0], values[i], pay_json[i], lab_json[i]) for i in old_pos
+                           if self._norm(hits[i][1]) != values[i] or hits[i][2] != pay_json[i]
+                           or hits[i][3] != lab_json[i]]
+                if changed:  # rows stored again unchanged are not rewritten
+                    self._update_rows(conn, changed)
         return UpsertResult(row_ids, replaced, old_codes)
 
     @staticmethod
@@ -564,17 +609,12 @@ class Store:
         """rows: (row_id, ext_id, code, payload, labels)."""
         if self._copy:
             types = ["int8", "text", "int8" if self.bits <= 64 else "bytea", "text", "text"]
-            cur = conn.connection.driver_connection.cursor()
-            try:
+            with conn.connection.driver_connection.cursor() as cur:
                 with cur.copy(f"COPY {self._items_q} (row_id, ext_id, code, payload, labels) "
                               f"FROM STDIN (FORMAT BINARY)") as cp:
                     cp.set_types(types)
                     for r in rows:
                         cp.write_row(r)
-            except Exception as e:  # psycopg errors are not wrapped by SQLAlchemy here
-                raise StoreError(f"database error while storing items in {self._masked}: {_first_line(e)}") from e
-            finally:
-                cur.close()
         elif self._sqlite:
             conn.exec_driver_sql(f"INSERT INTO {self._items_q} (row_id, ext_id, code, payload, labels) "
                                  f"VALUES (?, ?, ?, ?, ?)", rows)
@@ -589,16 +629,11 @@ class Store:
             tmp = "semhash_upsert_tmp"
             conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {tmp} (row_id BIGINT, code {code_sql}, payload TEXT, "
                                  f"labels TEXT) ON COMMIT DROP")
-            cur = conn.connection.driver_connection.cursor()
-            try:
+            with conn.connection.driver_connection.cursor() as cur:
                 with cur.copy(f"COPY {tmp} (row_id, code, payload, labels) FROM STDIN (FORMAT BINARY)") as cp:
-                    cp.set_types(["int8", code_sql.lower().replace("bigint", "int8"), "text", "text"])
+                    cp.set_types(["int8", "int8" if self.bits <= 64 else "bytea", "text", "text"])
                     for r in rows:
                         cp.write_row(r)
-            except Exception as e:
-                raise StoreError(f"database error while storing items in {self._masked}: {_first_line(e)}") from e
-            finally:
-                cur.close()
             conn.exec_driver_sql(f"UPDATE {self._items_q} AS t SET code = u.code, payload = u.payload, "
                                  f"labels = u.labels FROM {tmp} AS u WHERE t.row_id = u.row_id")
             conn.exec_driver_sql(f"DROP TABLE {tmp}")
@@ -622,11 +657,25 @@ class Store:
         t = self._items
         with self._transaction(write=True, doing="deleting items") as conn:
             self._lock(conn)
-            found = sorted(self._lookup(conn, ids).values(), key=lambda rc: rc[0])
-            rids = [rid for rid, _ in found]
-            for chunk in _chunks(rids, self._in_chunk):
-                conn.execute(t.delete().where(self._in(t.c.row_id, chunk, sa.BigInteger())))
-        return np.asarray(rids, dtype=np.int64), self._codes_from_values([c for _, c in found])
+            found = sorted(self._select_in(conn, ("row_id", "code"), "ext_id", ids))
+            rids = [r[0] for r in found]
+            if rids:
+                if self._sqlite or self._pg:
+                    cur = conn.connection.cursor()
+                    try:
+                        for chunk in _chunks(rids, self._in_chunk):
+                            if self._sqlite:
+                                cur.execute(f"DELETE FROM {self._items_q} WHERE row_id IN "
+                                            f"({','.join('?' * len(chunk))})", chunk)
+                            else:
+                                cur.execute(f"DELETE FROM {self._items_q} WHERE row_id = ANY(%s::bigint[])",
+                                            ("{" + ",".join(map(str, chunk)) + "}",))
+                    finally:
+                        cur.close()
+                else:
+                    for chunk in _chunks(rids, self._in_chunk):
+                        conn.execute(t.delete().where(t.c.row_id.in_(list(chunk))))
+        return np.asarray(rids, dtype=np.int64), self._codes_from_values([r[1] for r in found])
 
     def iter_codes(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (row_ids, codes) chunks of at most `chunk` items, in row id order, from one snapshot."""
@@ -684,14 +733,11 @@ class Store:
         if not wanted:
             return []
         uniq = list(dict.fromkeys(wanted))
-        t = self._items
         rows: dict[int, tuple] = {}
         size = min(10_000, self._in_chunk)
         with self._transaction(doing="fetching items") as conn:
             for chunk in _chunks(uniq, size):
-                stmt = sa.select(t.c.row_id, t.c.ext_id, t.c.code, t.c.payload, t.c.labels).where(
-                    self._in(t.c.row_id, chunk, sa.BigInteger()))
-                for r in conn.execute(stmt):
+                for r in self._select_in(conn, ("row_id", "ext_id", "code", "payload", "labels"), "row_id", chunk):
                     rows[r[0]] = r
         missing = [r for r in uniq if r not in rows]
         if missing:
@@ -701,9 +747,13 @@ class Store:
                                    f"store: rebuild it", missing)
         found = [rows[r] for r in uniq]
         codes = self._codes_from_values([r[2] for r in found])
-        loads = json.loads
-        made = {r[0]: Item(int(r[0]), r[1], codes[i].tobytes(), loads(r[3]), tuple(loads(r[4])))
-                for i, r in enumerate(found)}
+        label_cache: dict[str, tuple[str, ...]] = {}
+        made = {}
+        for i, (rid, ext, _, pay, lab) in enumerate(found):
+            labs = label_cache.get(lab)
+            if labs is None:
+                labs = label_cache[lab] = tuple(_loads(lab))
+            made[rid] = Item(int(rid), ext, codes[i].tobytes(), _loads(pay), labs)
         return [made[r] for r in wanted]
 
     def row_ids_for(self, ext_ids: Iterable[str]) -> dict[str, int]:
@@ -712,7 +762,7 @@ class Store:
         if not ids:
             return {}
         with self._transaction(doing="looking up ids") as conn:
-            return {e: int(rc[0]) for e, rc in self._lookup(conn, ids).items()}
+            return {e: int(rid) for e, rid in self._select_in(conn, ("ext_id", "row_id"), "ext_id", ids)}
 
     def get_meta(self, key: str) -> str | None:
         m = self._meta

@@ -146,6 +146,24 @@ def test_deterministic_on_cpu():
     assert not np.array_equal(a.logits(X), c.logits(X))
 
 
+def test_train_seeds_its_own_randomness():
+    """train() draws batches and noise from cfg.seed, whatever the global torch RNG state was."""
+    X = data(100, 16)
+    torch.manual_seed(0)
+    m1 = BinaryAutoencoder(AEConfig(input_dim=16, bits=8, hidden=[16]))
+    m2 = BinaryAutoencoder(AEConfig(input_dim=16, bits=8, hidden=[16]))
+    m2.load_state_dict(m1.state_dict())
+    cfg = small_cfg(epochs=2, noise_ramp=0, seed=7)
+    torch.manual_seed(123)
+    h1 = train(m1, X, cfg, progress=False)
+    torch.manual_seed(456)
+    h2 = train(m2, X, cfg, progress=False)
+    assert h1["train_loss"] == h2["train_loss"]
+    for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert not m1.training  # left in eval mode
+
+
 def test_codes_shape_and_meaning():
     X = data(50, 64)
     h = fit(X, bits=16, epochs=2)

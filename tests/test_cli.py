@@ -135,6 +135,17 @@ def test_encode_malformed_corpus_writes_nothing(trained, tmp_path):
     assert result.exit_code == 1 and result.stdout == ""
 
 
+def test_encode_validates_before_printing(trained, tmp_path):
+    """A bad record after the first batch (8192 records) must not leave the earlier codes on stdout."""
+    _, out, _ = trained
+    bad = tmp_path / "big.jsonl"
+    bad.write_text(_good_lines(8200) + "not json\n")
+    result = run("encode", bad, "-m", out)
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {bad}, line 8201: invalid JSON (Expecting value at column 1)\n"
+    assert result.stdout == ""
+
+
 def test_encode_vectors_with_a_text_model(trained, tmp_path):
     _, out, _ = trained
     v = tmp_path / "v.jsonl"
@@ -189,6 +200,16 @@ def test_train_bad_options(tmp_path, topic_docs, write_jsonl):
     result = run("train", tmp_path / "nope.jsonl", "-q", "-o", tmp_path / "m")
     assert result.exit_code == 1
     assert result.stderr == f"Error: {tmp_path / 'nope.jsonl'}: no such file or directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl"]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the behaviour without a GPU")
+def test_train_on_cuda_without_cuda(tmp_path, topic_docs, write_jsonl):
+    corpus = write_jsonl(tmp_path / "docs.jsonl", topic_docs(10))
+    result = run("train", corpus, "--device", "cuda", "-q", "-o", tmp_path / "m")
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: --device cuda was asked for, but no CUDA GPU is available; "
+                             "use --device cpu or auto\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl"]
 
 

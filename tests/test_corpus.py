@@ -76,6 +76,20 @@ def test_tsv_with_header_and_payload(tmp_path):
     assert b.labels == [(), ()]
 
 
+@pytest.mark.parametrize("name,content", [
+    ("c.csv", "text,label\nhello world,a\n"),
+    ("c.jsonl", '{"text": "hello world", "label": "a"}\n'),
+    ("c.txt", '{"text": "hello world", "label": "a"}\n'),  # sniffed as JSON lines despite the BOM
+])
+def test_utf8_byte_order_mark_is_ignored(tmp_path, name, content):
+    """Excel and some Windows tools start UTF-8 files with a BOM; it must not become part of the first field."""
+    p = tmp_path / name
+    p.write_bytes(b"\xef\xbb\xbf" + content.encode())
+    b = Corpus(p).read_all()
+    assert b.texts == ["hello world"]
+    assert b.labels == [("a",)]
+
+
 def test_plain_text_lines(tmp_path):
     p = tmp_path / "docs.txt"
     p.write_text("first line\n\nthird line\n   \nfifth, last\r\n")
