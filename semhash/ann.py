@@ -72,7 +72,8 @@ class BinaryANN:
         """(row ids, codes) of everything indexed, sorted by row id."""
         n = len(self)
         ids = faiss.vector_to_array(self.index.id_map).astype(np.int64) if n else np.zeros(0, np.int64)
-        codes = faiss.vector_to_array(self.index.index.xb).reshape(n, self.bits // 8) if n else \
+        # reconstruct_n works on the base IndexBinary that a loaded IDMap2 hands back (it has no .xb)
+        codes = self.index.index.reconstruct_n(0, n).reshape(n, self.bits // 8) if n else \
             np.zeros((0, self.bits // 8), np.uint8)
         order = np.argsort(ids, kind="stable")
         return ids[order], codes[order]

@@ -89,7 +89,8 @@ class BucketTable:
     def stats(self) -> dict:
         s = self.sizes()
         if not len(s):
-            return {"distinct_codes": 0, "largest_bucket": 0, "items_per_bucket": {}}
+            return {"distinct_codes": 0, "largest_bucket": 0, "items_per_bucket": {}, "bytes": int(self.nbytes()),
+                    "bytes_per_item": 0.0}  # the same keys as for a non-empty table
         pct = np.percentile(s, [50, 90, 99]).tolist()
         return {"distinct_codes": int(len(s)), "largest_bucket": int(s.max()),
                 "items_per_bucket": {"mean": round(float(s.mean()), 3), "p50": pct[0], "p90": pct[1],

@@ -43,7 +43,8 @@ def training_options(fn):
         click.option("--bits", default=32, show_default=True, help="Code length (a multiple of 8)."),
         click.option("--hasher", default="ae", show_default=True, help="How codes are made: ae (autoencoder)."),
         click.option("--epochs", default=30, show_default=True, help="Most training epochs (early stopping may end sooner)."),
-        click.option("--batch-size", default=256, show_default=True, help="Training batch size."),
+        click.option("--batch-size", default=0, show_default=True,
+                     help="Training batch size; 0 picks one (32-256) that gives about 100 steps an epoch."),
         click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate."),
         click.option("--noise", default=4.0, show_default=True, help="Std of the noise added to the code logits in training."),
         click.option("--hidden", default="512,256", show_default=True, help="Encoder layer widths (decoder mirrors them)."),
@@ -217,10 +218,13 @@ def query(file: str, index_dir: str, k: int, radius: int, strategy: str, fmt: st
     engine = Engine.load(index_dir)
     source = Corpus(file)
     source.validate()
-    if fmt == "tsv":
-        click.echo("query_id\trank\tid\tdistance\tscore")
+    header = fmt == "tsv"
     for batch in source.batches():
-        for ans in engine.query_batch(batch, k=k or None, radius=radius, strategy=strategy):
+        answers = engine.query_batch(batch, k=k or None, radius=radius, strategy=strategy)
+        if header:  # after the first batch is answered, so an error leaves stdout empty
+            click.echo("query_id\trank\tid\tdistance\tscore")
+            header = False
+        for ans in answers:
             if fmt == "tsv":
                 for rank, h in enumerate(ans.hits, 1):
                     click.echo(f"{ans.query_id}\t{rank}\t{h.id}\t{h.distance}\t{h.score}")

@@ -29,9 +29,9 @@ from .ann import BinaryANN
 from .buckets import BucketTable
 from .corpus import Batch, Corpus, records_from_strings
 from .errors import ConfigError, IndexError_, SemhashError
-from .fsutil import atomic_directory
+from .fsutil import atomic_directory, directory_checksum
 from .hashers import hasher_class
-from .indexer import IndexStats, derive, index_corpus, write_batch
+from .indexer import IndexStats, check_batch, check_corpus, derive, index_corpus, write_batch
 from .model import Model, package_versions
 from .search import Result, Searcher
 from .store import Store, sqlite_url
@@ -76,6 +76,7 @@ class Engine:
         self.buckets: BucketTable | None = None
         self.ann: BinaryANN | None = None
         self._searcher: Searcher | None = None
+        self._model_dir: Path | None = None  # where the model was loaded from (its files keep its checksum)
 
     # --- construction -------------------------------------------------------------------
     @classmethod
@@ -88,19 +89,28 @@ class Engine:
 
     @classmethod
     def from_model(cls, model_dir: str | Path) -> "Engine":
-        return cls(Model.load(model_dir))
+        engine = cls(Model.load(model_dir))
+        engine._model_dir = Path(model_dir).absolute()
+        return engine
 
     # --- indexing -----------------------------------------------------------------------
     def index(self, corpus: str | Path | Corpus, directory: str | Path | None = None, db_url: str | None = None,
-              progress: bool = True) -> IndexStats:
-        """Add (or replace, by id) every record of a corpus; creates the index directory if needed."""
+              progress: bool = True, namespace: str | None = None) -> IndexStats:
+        """Add (or replace, by id) every record of a corpus; creates the index directory if needed.
+
+        `namespace` names the store's tables (default "semhash"), so that several indexes can share one
+        database; an existing index keeps its own."""
         source = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
-        with self._update(directory, db_url) as store:
-            return index_corpus(self.model, store, source, progress=progress)
+        # bad input (a malformed corpus, the wrong kind or width) fails before anything is touched: an
+        # external database is changed in place, and a failure there would leave it needing a rebuild
+        total = check_corpus(self.model, source)
+        with self._update(directory, db_url, namespace) as store:
+            return index_corpus(self.model, store, source, progress=progress, total=total)
 
     def add(self, records: Batch | list[dict]) -> IndexStats:
         """Add or replace records (a Batch, or dicts with id and text/vector) in the loaded index."""
         batch = records if isinstance(records, Batch) else _batch_from_dicts(records)
+        check_batch(self.model, batch, "the records")  # before the store is touched
         with self._update(None, None) as store:
             return write_batch(self.model, store, batch)
 
@@ -111,12 +121,13 @@ class Engine:
         return len(removed)
 
     @contextlib.contextmanager
-    def _update(self, directory: str | Path | None, db_url: str | None) -> Iterator[Store]:
+    def _update(self, directory: str | Path | None, db_url: str | None,
+                namespace: str | None = None) -> Iterator[Store]:
         target = Path(directory) if directory is not None else self.directory
         if target is None:
             target = Path(DEFAULT_INDEX_DIR)
         existing = _read_manifest(target) if (target / MANIFEST).exists() else None
-        if existing is None and target.exists() and any(target.iterdir()):
+        if existing is None and target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise IndexError_(f"{target} exists and is not a semhash index; choose another directory with -o")
         if existing is not None:
             if existing.get("model_checksum") != self.model.checksum:
@@ -127,7 +138,26 @@ class Engine:
                 raise IndexError_(f"the index at {target} uses the database {existing.get('db_url') or 'items.db'}; "
                                   "it cannot be moved to another with --db")
             db_url = existing.get("db_url")
+            if namespace is not None and namespace != existing.get("namespace", "semhash"):
+                raise IndexError_(f"the index at {target} uses the store namespace "
+                                  f"{existing.get('namespace', 'semhash')!r}; it cannot be changed")
+            namespace = existing.get("namespace", "semhash")
+        namespace = namespace or "semhash"
+        previous_store = self.store
         self.close()
+        try:
+            with self._write(target, existing, db_url, namespace) as store:
+                yield store
+        except BaseException:
+            # the index on disk is unchanged (or, with an external database, left for `semhash rebuild`):
+            # keep answering from the previous one (a closed Store reconnects when used)
+            if self.store is None:
+                self.store = previous_store
+            raise
+        self._open(target)
+
+    @contextlib.contextmanager
+    def _write(self, target: Path, existing: dict | None, db_url: str | None, namespace: str) -> Iterator[Store]:
         with atomic_directory(target) as tmp:
             if existing is not None:
                 for name in ("model", SQLITE_FILE):
@@ -137,14 +167,14 @@ class Engine:
                     elif src.exists():
                         shutil.copy2(src, tmp / name)
             else:
-                self.model.save(tmp / "model")
-            store = Store(db_url or sqlite_url(tmp / SQLITE_FILE), self.model.bits,
-                          namespace=(existing or {}).get("namespace", "semhash"))
+                self._write_model(tmp / "model")
+            store = Store(db_url or sqlite_url(tmp / SQLITE_FILE), self.model.bits, namespace=namespace)
             try:
                 generation = (existing or {}).get("generation", 0) + 1
-                if existing is None and db_url is not None and store.count():
+                # an index owns its namespace from its first finished run, even when all its items are deleted
+                if existing is None and db_url is not None and (store.count() or store.get_meta("generation")):
                     raise IndexError_(f"the database {store.masked_url()} already holds a semhash index "
-                                      f"(namespace 'semhash'); use an empty database")
+                                      f"(namespace {namespace!r}); use an empty database or another namespace")
                 _check_store_generation(store, existing, target)
                 store.set_meta("pending", str(generation))
                 yield store
@@ -153,13 +183,25 @@ class Engine:
                 store.set_meta("generation", str(generation))
                 store.set_meta("pending", "")
                 store.set_meta("model_checksum", self.model.checksum or "")
-                manifest = self._manifest(existing, db_url, generation, store, buckets, ann)
+                manifest = self._manifest(existing, db_url, namespace, generation, store, buckets, ann)
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
             finally:
                 store.close()
-        self._open(target)
 
-    def _manifest(self, existing: dict | None, db_url: str | None, generation: int, store: Store,
+    def _write_model(self, destination: Path) -> None:
+        """Put the model into a new index. A loaded model is copied file by file: saving it again would
+        not give the same bytes (pickle memoizes by object identity), hence a new checksum, and the next
+        `semhash index --model DIR` would be refused as a different model."""
+        src = self._model_dir
+        if src is not None and self.model.checksum and (src / MANIFEST).is_file():
+            shutil.copytree(src, destination)
+            if (directory_checksum(destination, skip=(MANIFEST,)) == self.model.checksum
+                    and _read_json(destination / MANIFEST).get("checksum") == self.model.checksum):
+                return
+            shutil.rmtree(destination)  # the directory has changed since the model was loaded
+        self.model.save(destination)
+
+    def _manifest(self, existing: dict | None, db_url: str | None, namespace: str, generation: int, store: Store,
                   buckets: BucketTable, ann: BinaryANN) -> dict:
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         return {
@@ -171,7 +213,7 @@ class Engine:
             "hasher": self.model.info.get("hasher", {}).get("name"),
             "model_checksum": self.model.checksum,
             "db_url": db_url,
-            "namespace": (existing or {}).get("namespace", "semhash"),
+            "namespace": namespace,
             "generation": generation,
             "counts": {"items": store.count(), "faiss": len(ann), "distinct_codes": buckets.n_buckets},
             "versions": package_versions(),
@@ -186,7 +228,8 @@ class Engine:
         engine = cls(Model.load(directory / "model"))
         if engine.model.checksum != manifest.get("model_checksum"):
             raise IndexError_(f"the model in {directory / 'model'} is not the one the index was built with; "
-                              "rebuild the index with `semhash index`")
+                              f"index the corpus again into a new directory (`semhash index CORPUS -o NEW_DIR`), "
+                              f"or delete {directory} and index it again")
         engine._open(directory)
         return engine
 
@@ -206,6 +249,7 @@ class Engine:
             store.close()
             raise
         self.directory, self.manifest, self.store = directory.absolute(), manifest, store
+        self._model_dir = self.directory / "model"
         self.buckets, self.ann = BucketTable.build(row_ids, codes), ann
         self._searcher = None
 
@@ -227,27 +271,29 @@ class Engine:
         directory = Path(directory)
         manifest = _read_manifest(directory)
         model = Model.load(directory / "model")
-        store = Store(manifest.get("db_url") or sqlite_url(directory / SQLITE_FILE), manifest["bits"],
-                      namespace=manifest.get("namespace", "semhash"), create=False)
+        namespace = manifest.get("namespace", "semhash")
         engine = cls(model)
-        try:
-            buckets, ann = derive(store)
-            generation = max(int(store.get_meta("generation") or 0), int(store.get_meta("pending") or 0),
-                             manifest.get("generation", 0))
-            with atomic_directory(directory) as tmp:
-                for name in ("model", SQLITE_FILE):
-                    src = directory / name
-                    if src.is_dir():
-                        shutil.copytree(src, tmp / name)
-                    elif src.exists():
-                        shutil.copy2(src, tmp / name)
+        with atomic_directory(directory) as tmp:
+            for name in ("model", SQLITE_FILE):
+                src = directory / name
+                if src.is_dir():
+                    shutil.copytree(src, tmp / name)
+                elif src.exists():
+                    shutil.copy2(src, tmp / name)
+            # a SQLite store is the copy that goes into place: its meta must be reset there, not in the old file
+            store = Store(manifest.get("db_url") or sqlite_url(tmp / SQLITE_FILE), manifest["bits"],
+                          namespace=namespace, create=False)
+            try:
+                buckets, ann = derive(store)
+                generation = max(int(store.get_meta("generation") or 0), int(store.get_meta("pending") or 0),
+                                 manifest.get("generation", 0))
                 ann.save(tmp / FAISS_FILE)
                 store.set_meta("generation", str(generation))
                 store.set_meta("pending", "")
-                new = engine._manifest(manifest, manifest.get("db_url"), generation, store, buckets, ann)
+                new = engine._manifest(manifest, manifest.get("db_url"), namespace, generation, store, buckets, ann)
                 (tmp / MANIFEST).write_text(json.dumps(new, indent=2) + "\n")
-        finally:
-            store.close()
+            finally:
+                store.close()
         engine._open(directory)
         return engine
 
@@ -323,6 +369,13 @@ def _read_manifest(directory: Path) -> dict:
         raise IndexError_(f"{directory} was written by a newer semhash (index format {manifest.get('format')}); "
                           "upgrade semhash to open it")
     return manifest
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _check_store_generation(store: Store, manifest: dict | None, directory: Path) -> None:

@@ -37,9 +37,33 @@ def write_batch(model: Model, store: Store, batch: Batch, source: str = "the inp
     return IndexStats(added=len(batch) - replaced, replaced=replaced)
 
 
-def index_corpus(model: Model, store: Store, corpus: Corpus, progress: bool = True) -> IndexStats:
-    """Validate the whole corpus, then encode and store it batch by batch."""
-    total = corpus.validate()  # a malformed corpus fails before anything is written
+def check_corpus(model: Model, corpus: Corpus) -> int:
+    """Validate the whole corpus and check that the model can encode it (kind and width, which the reader
+    keeps the same for every record); return the record count. Nothing is written."""
+    total = corpus.validate()
+    batches = corpus.batches()
+    try:
+        first = next(batches)
+    finally:
+        batches.close()
+    check_batch(model, first, corpus.path)
+    return total
+
+
+def check_batch(model: Model, batch: Batch, source: str = "the input") -> None:
+    """Raise ModelError unless the model can encode this batch (its kind, and the width of its vectors)."""
+    model.check_kind(batch, source)
+    head = Batch(ids=batch.ids[:1], texts=None if batch.texts is None else batch.texts[:1],
+                 vectors=None if batch.vectors is None else batch.vectors[:1])
+    model.features(head)  # raises ModelError for vectors of another width
+
+
+def index_corpus(model: Model, store: Store, corpus: Corpus, progress: bool = True,
+                 total: int | None = None) -> IndexStats:
+    """Validate the whole corpus (unless `total`, its record count, says that was done), then encode and
+    store it batch by batch."""
+    if total is None:
+        total = corpus.validate()  # a malformed corpus fails before anything is written
     stats = IndexStats()
     with tqdm(total=total, disable=not progress, file=sys.stderr, unit="item", desc="indexing",
               dynamic_ncols=True, leave=False) as bar:

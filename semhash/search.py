@@ -80,7 +80,8 @@ class Searcher:
         if name == "scan":
             if k is None:
                 return self._scan_radius(codes, radius)
-            results = [Result(*_empty(), searched_radius=-1, strategy="scan") for _ in range(nq)]
+            # a scan examines every item: the whole code space is searched, nothing is a fill
+            results = [Result(*_empty(), searched_radius=self.bits, strategy="scan") for _ in range(nq)]
             self._fill(codes, np.arange(nq), results, k)
             return results
         qidx, rows, dists, searched = self._ball(codes, k, ball_r)

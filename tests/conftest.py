@@ -45,3 +45,70 @@ def write_jsonl():
         path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
         return path
     return write
+
+
+# --- vector corpora, tiny trained models and PostgreSQL (engine, indexer and index CLI tests) ----------------
+def _vector_docs(n: int = 120, dim: int = 16, seed: int = 0, clusters: int = 4, prefix: str = "v") -> list[dict]:
+    """`n` seeded vectors around `clusters` centres: {"id", "vector", "label", "title", "rank"} (the last
+    two are payload)."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(12345).normal(size=(clusters, dim)) * 3  # the same centres for every seed
+    docs = []
+    for i in range(n):
+        c = i % clusters
+        vec = centres[c] + rng.normal(size=dim)
+        docs.append({"id": f"{prefix}{i}", "vector": [round(float(x), 4) for x in vec], "label": f"c{c}",
+                     "title": f"item {prefix}{i}", "rank": i})
+    return docs
+
+
+@pytest.fixture(scope="session")
+def vector_docs():
+    """A function: vector_docs(n=120, dim=16, seed=0, clusters=4, prefix="v") -> list of {"id", "vector",
+    "label", "title", "rank"} dicts."""
+    return _vector_docs
+
+
+@pytest.fixture(scope="session")
+def fit_tiny_model():
+    """A function: fit_tiny_model(records_or_path, bits=16, seed=0) -> a fast-trained autoencoder Model
+    (one hidden layer of 32, 2 epochs, CPU), not yet saved."""
+    def fit(source, bits: int = 16, seed: int = 0):
+        from semhash.corpus import Batch, Corpus
+        from semhash.engine import _batch_from_dicts
+        from semhash.hashers.ae import AutoencoderHasher
+        from semhash.hashers.train import TrainConfig
+        from semhash.model import Model
+
+        data = source if isinstance(source, Batch) else (
+            _batch_from_dicts(source) if isinstance(source, list) else Corpus(source).read_all())
+        hasher = AutoencoderHasher(bits=bits, hidden=[32],
+                                   train_config=TrainConfig(epochs=2, device="cpu", seed=seed))
+        return Model.fit(data, hasher, progress=False)
+    return fit
+
+
+def _pg_url_or_reason() -> tuple[str | None, str | None]:
+    url = os.environ.get("SEMHASH_TEST_PG_URL")
+    if not url:
+        return None, "SEMHASH_TEST_PG_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+    import uuid
+
+    from semhash.errors import StoreError
+    from semhash.store import Store
+    try:
+        Store(url, 8, namespace=f"probe{uuid.uuid4().hex[:10]}", create=False, connect_timeout=3).close()
+    except StoreError as e:
+        if "no semhash store" not in str(e):  # that one means the server answered (and the namespace is empty)
+            return None, f"PostgreSQL named by SEMHASH_TEST_PG_URL cannot be reached: {e}"
+    return url, None
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """The PostgreSQL URL of SEMHASH_TEST_PG_URL; the test is skipped (with the reason) when it is unset or
+    unreachable. Tests must use a unique namespace (or schema) and drop what they create."""
+    url, reason = _pg_url_or_reason()
+    if url is None:
+        pytest.skip(reason)
+    return url

@@ -214,7 +214,7 @@ def test_hasher_errors(tmp_path):
 
 @pytest.mark.parametrize("kw,msg", [
     (dict(epochs=0), "epochs must be at least 1"),
-    (dict(batch_size=0), "batch size must be at least 1"),
+    (dict(batch_size=-1), "batch size must be at least 1 (or 0 for automatic)"),
     (dict(lr=0), "learning rate must be positive"),
     (dict(lr=-1e-3), "learning rate must be positive"),
     (dict(noise=-1), "noise must be >= 0"),

@@ -15,6 +15,16 @@ from .train import TrainConfig, predict_logits, train
 WEIGHTS_FILE = "model.pt"
 
 
+def input_scale(X: Features) -> float:
+    """A factor that brings the mean absolute nonzero input to about 1.
+
+    Without it, sparse TF-IDF rows (entries around 0.05) give the first layer such small outputs
+    that the training noise drowns the code and the model learns to ignore it."""
+    values = X.data if hasattr(X, "data") and not isinstance(X, np.ndarray) else np.asarray(X[:10000]).ravel()
+    values = np.abs(values[values != 0])
+    return float(1.0 / values.mean()) if len(values) else 1.0
+
+
 class AutoencoderHasher(Hasher):
     name = "ae"
 
@@ -29,7 +39,7 @@ class AutoencoderHasher(Hasher):
 
     def fit(self, X: Features, output_type: str = "real", progress: bool = True) -> "AutoencoderHasher":
         cfg = AEConfig(input_dim=X.shape[1], bits=self.bits, hidden=self.hidden, output_type=output_type,
-                       dropout=self.dropout)
+                       dropout=self.dropout, input_scale=input_scale(X))
         torch.manual_seed(self.train_config.seed)  # weight init is part of what the seed fixes
         self.model = BinaryAutoencoder(cfg)
         self.history = train(self.model, X, self.train_config, progress=progress)

@@ -23,6 +23,7 @@ class AEConfig:
     hidden: list[int] = field(default_factory=lambda: [512, 256])
     output_type: str = "real"  # distribution | unit | real: chooses the output layer and loss
     dropout: float = 0.0
+    input_scale: float = 1.0  # inputs are multiplied by this (sparse TF-IDF rows need scaling up)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +54,7 @@ class BinaryAutoencoder(nn.Module):
 
     def code_logits(self, x: torch.Tensor) -> torch.Tensor:
         """(n, input_dim) -> (n, bits) pre-sigmoid code logits."""
-        return self.to_code(self.encoder(x))
+        return self.to_code(self.encoder(x * self.cfg.input_scale))
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """(n, bits) code activations in [0, 1] -> (n, input_dim) output logits / values."""

@@ -22,7 +22,7 @@ from .autoencoder import BinaryAutoencoder, balance_penalty, decorrelation_penal
 @dataclass
 class TrainConfig:
     epochs: int = 30
-    batch_size: int = 256
+    batch_size: int = 0        # 0 = auto: about 100 steps an epoch, between 32 and 256 items a batch
     lr: float = 1e-3
     weight_decay: float = 0.0
     noise: float = 4.0         # std of the Gaussian noise on the code logits
@@ -37,7 +37,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.epochs >= 1, "epochs must be at least 1"),
-            (self.batch_size >= 1, "batch size must be at least 1"),
+            (self.batch_size >= 0, "batch size must be at least 1 (or 0 for automatic)"),
             (self.lr > 0, "learning rate must be positive"),
             (self.noise >= 0, "noise must be >= 0"),
             (self.noise_ramp >= 0, "noise ramp must be >= 0"),
@@ -78,6 +78,11 @@ def rows_to_tensor(X, idx: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(device, non_blocking=True)
 
 
+def auto_batch_size(n: int) -> int:
+    """Small corpora need small batches to get enough optimizer steps per epoch."""
+    return int(min(256, max(32, n // 100)))
+
+
 def _noise_at(cfg: TrainConfig, epoch: int) -> float:
     if cfg.noise_ramp <= 0:
         return cfg.noise
@@ -93,11 +98,12 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True) 
     order = rng.permutation(n)
     n_val = int(round(n * cfg.val_fraction)) if n >= 20 else 0
     val_idx, train_idx = np.sort(order[:n_val]), order[n_val:]
+    batch_size = cfg.batch_size or auto_batch_size(len(train_idx))
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = device.type == "cuda"
     otype = model.cfg.output_type
-    batches_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
+    batches_per_epoch = math.ceil(len(train_idx) / batch_size)
     history: dict = {"train_loss": [], "val_loss": [], "noise": [], "epochs_run": 0, "stopped_early": False}
     best, best_state, bad_epochs = math.inf, None, 0
     started = time.time()
@@ -108,8 +114,8 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True) 
         model.noise_std = _noise_at(cfg, epoch)
         perm = train_idx[rng.permutation(len(train_idx))]
         total, count = 0.0, 0
-        for start in range(0, len(perm), cfg.batch_size):
-            xb = rows_to_tensor(X, perm[start:start + cfg.batch_size], device)
+        for start in range(0, len(perm), batch_size):
+            xb = rows_to_tensor(X, perm[start:start + batch_size], device)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
                 out, _logits, code = model(xb)
             recon = reconstruction_loss(out, xb, otype)
@@ -130,7 +136,7 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True) 
         history["train_loss"].append(total / count)
         history["noise"].append(model.noise_std)
         history["epochs_run"] = epoch + 1
-        val = validation_loss(model, X, val_idx, cfg.batch_size, device) if n_val else history["train_loss"][-1]
+        val = validation_loss(model, X, val_idx, 1024, device) if n_val else history["train_loss"][-1]
         history["val_loss"].append(val)
         bar.set_postfix(epoch=epoch + 1, loss=f"{history['train_loss'][-1]:.4f}", val=f"{val:.4f}")
         # only judge the model once the noise has reached full strength: before that the codes are soft
@@ -150,6 +156,7 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True) 
     history["best_val_loss"] = best if best < math.inf else None
     history["seconds"] = round(time.time() - started, 2)
     history["device"] = str(device)
+    history["batch_size"] = batch_size
     return history
 
 

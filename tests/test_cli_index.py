@@ -1,0 +1,323 @@
+"""`semhash index`, `info`, `delete` and `rebuild` through click's CliRunner, run inside tmp_path."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from semhash.cli import main
+from semhash.engine import Engine
+from semhash.model import Model
+
+INDEX_KEYS = ["index", "added", "replaced", "items", "distinct_codes", "bits"]
+FAST = ["--epochs", "2", "--bits", "16", "--hidden", "32", "-q"]
+N = 120
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def file_bytes(directory: Path) -> dict[str, bytes]:
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def dot_entries(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, vector_docs, write_jsonl):
+    """(root, docs, the result of `semhash index corpus.jsonl --epochs 2 --bits 16 -q` run in root)."""
+    root = tmp_path_factory.mktemp("cliindex")
+    docs = vector_docs(N, seed=0)
+    write_jsonl(root / "corpus.jsonl", docs)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        result = run("index", "corpus.jsonl", "--epochs", "2", "--bits", "16", "-q")
+    finally:
+        os.chdir(cwd)
+    return root, docs, result
+
+
+@pytest.fixture
+def workdir(built, tmp_path, monkeypatch):
+    """tmp_path as the working directory, holding corpus.jsonl and a copy of the module's ./semhash-index."""
+    root = built[0]
+    shutil.copy(root / "corpus.jsonl", tmp_path / "corpus.jsonl")
+    shutil.copytree(root / "semhash-index", tmp_path / "semhash-index")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_index_with_no_other_argument_creates_the_default_index(built):
+    root, docs, result = built
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""  # -q
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert list(summary) == INDEX_KEYS
+    engine = Engine.load(root / "semhash-index")
+    assert summary == {"index": "semhash-index", "added": N, "replaced": 0, "items": N,
+                       "distinct_codes": engine.buckets.n_buckets, "bits": 16}
+    assert engine.model.kind == "vector" and engine.model.bits == 16
+    assert engine.store.count() == N
+    engine.close()
+    assert dot_entries(root) == []
+
+
+def test_reindex_replaces(workdir):
+    result = run("index", "corpus.jsonl", "-q")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["added"], summary["replaced"], summary["items"]) == (0, N, N)
+    assert summary["index"] == "semhash-index" and summary["bits"] == 16
+    # the index's own model was used (no training): the codes are unchanged
+    engine = Engine.load("semhash-index")
+    assert engine.manifest["generation"] == 2
+    engine.close()
+
+
+def test_index_logs_without_quiet(workdir):
+    result = run("index", "corpus.jsonl")
+    assert result.exit_code == 0, result.output
+    assert f"Indexed {N} items into semhash-index (0 added, {N} replaced)" in result.stderr
+    assert len(result.stdout.splitlines()) == 1
+
+
+def test_info(workdir):
+    result = run("info")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    engine = Engine.load("semhash-index")
+    assert info["items"] == N
+    assert info["directory"] == str(workdir / "semhash-index")
+    assert info["buckets"]["distinct_codes"] == engine.buckets.n_buckets
+    assert info["buckets"]["largest_bucket"] == int(engine.buckets.sizes().max())
+    assert set(info["bytes_per_item"]) == {"memory", "disk"}
+    assert 0 < info["bytes_per_item"]["memory"] < info["bytes_per_item"]["disk"]
+    assert info["manifest"]["counts"] == {"items": N, "faiss": N, "distinct_codes": engine.buckets.n_buckets}
+    assert info["store"].startswith("sqlite:///") and info["store"].endswith("items.db")
+    engine.close()
+    assert json.loads(run("info", "semhash-index").stdout)["items"] == N
+
+
+def test_delete(workdir, built):
+    docs = built[1]
+    first, second = docs[1]["id"], docs[2]["id"]
+    result = run("delete", "semhash-index", first, "NOPE")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"index": "semhash-index", "deleted": 1, "not_found": 1, "items": N - 1}
+    # the same id twice counts once; an id already deleted is not found
+    result = run("delete", "semhash-index", second, second, first)
+    assert json.loads(result.stdout) == {"index": "semhash-index", "deleted": 1, "not_found": 1, "items": N - 2}
+    engine = Engine.load("semhash-index")
+    assert engine.store.count() == len(engine.ann) == len(engine.buckets) == N - 2
+    assert engine.store.row_ids_for([first, second]) == {}
+    engine.close()
+    # and the deleted items no longer come back from a query
+    q = workdir / "q.jsonl"
+    q.write_text(json.dumps({"id": "q", "vector": docs[1]["vector"]}) + "\n")
+    hits = json.loads(run("query", q, "-k", "200", "--radius", "16").stdout)["hits"]
+    assert len(hits) == N - 2 and first not in {h["id"] for h in hits}
+    # re-indexing the corpus adds them back
+    summary = json.loads(run("index", "corpus.jsonl", "-q").stdout)
+    assert (summary["added"], summary["replaced"], summary["items"]) == (2, N - 2, N)
+
+
+def test_rebuild_command(workdir):
+    before = Engine.load("semhash-index")
+    contents = before.ann.contents()
+    before.close()
+    (workdir / "semhash-index" / "faiss.index").write_bytes(b"garbage")
+    result = run("info")
+    assert result.exit_code == 1 and "semhash rebuild" in result.stderr
+    result = run("rebuild")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"index": "semhash-index", "items": N}
+    after = Engine.load("semhash-index")
+    for a, b in zip(after.ann.contents(), contents):
+        np.testing.assert_array_equal(a, b)
+    after.close()
+
+
+# --- bad input: exit code 1, "Error: ", and nothing changed ---------------------------------------------------
+def expect_refused(workdir: Path, *args, contains: str = "") -> str:
+    before = file_bytes(workdir / "semhash-index")
+    before_entries = sorted(p.name for p in workdir.iterdir())
+    result = run(*args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: "), result.stderr
+    assert result.stdout == ""
+    assert contains in result.stderr
+    assert file_bytes(workdir / "semhash-index") == before
+    assert sorted(p.name for p in workdir.iterdir()) == before_entries
+    assert dot_entries(workdir) == []
+    return result.stderr
+
+
+def test_malformed_corpus_changes_nothing(workdir, built):
+    docs = built[1]
+    bad = workdir / "bad.jsonl"
+    bad.write_text(json.dumps(docs[0]) + "\n" + json.dumps(docs[1]) + "\n{\"id\": \"x\", \"vector\": [1, 2\n")
+    bad_before = sorted(p.name for p in workdir.iterdir())
+    assert "bad.jsonl" in bad_before
+    msg = expect_refused(workdir, "index", "bad.jsonl", "-q", contains="bad.jsonl, line 3: invalid JSON")
+    assert msg.count("\n") == 1  # one line, no traceback
+
+
+def test_vector_width_mismatch_changes_nothing(workdir, vector_docs, write_jsonl):
+    write_jsonl(workdir / "narrow.jsonl", vector_docs(20, dim=8, prefix="w"))
+    expect_refused(workdir, "index", "narrow.jsonl", "-q", contains="8 dimensions")
+
+
+def test_text_corpus_into_vector_index_changes_nothing(workdir, topic_docs, write_jsonl):
+    write_jsonl(workdir / "texts.jsonl", topic_docs(10))
+    expect_refused(workdir, "index", "texts.jsonl", "-q", contains="texts")
+
+
+def test_output_under_a_regular_file_fails(workdir):
+    (workdir / "some_file").write_text("x")
+    expect_refused(workdir, "index", "corpus.jsonl", "-o", "some_file/sub", *FAST, contains="some_file")
+    assert (workdir / "some_file").read_text() == "x"
+
+
+def test_output_that_is_a_regular_file_fails(workdir):
+    (workdir / "some_file").write_text("x")
+    expect_refused(workdir, "index", "corpus.jsonl", "-o", "some_file", *FAST,
+                   contains="some_file exists and is not a semhash index")
+    assert (workdir / "some_file").read_text() == "x"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root can write into a read-only directory")
+def test_unwritable_output_directory_fails(workdir):
+    locked = workdir / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        expect_refused(workdir, "index", "corpus.jsonl", "-o", "locked/idx", *FAST, contains="locked")
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_unreachable_database_fails_quickly_and_leaves_no_directory(workdir):
+    t0 = time.monotonic()
+    msg = expect_refused(workdir, "index", "corpus.jsonl", "-o", "pg-idx", "--db",
+                         "postgresql+psycopg://postgres@127.0.0.1:1/x", *FAST, contains="cannot connect")
+    assert time.monotonic() - t0 < 20
+    assert not (workdir / "pg-idx").exists()
+    assert "127.0.0.1:1" in msg
+
+
+def test_existing_index_cannot_move_to_another_database(workdir):
+    expect_refused(workdir, "index", "corpus.jsonl", "--db", "postgresql+psycopg://postgres@127.0.0.1:1/x", "-q",
+                   contains="cannot be moved")
+
+
+def test_missing_index_for_info_delete_rebuild(workdir):
+    for args in (("info", "nowhere"), ("delete", "nowhere", "a"), ("rebuild", "nowhere")):
+        result = run(*args)
+        assert result.exit_code == 1
+        assert result.stderr.startswith("Error: nowhere is not a semhash index")
+        assert not (workdir / "nowhere").exists()
+
+
+def test_missing_corpus(workdir):
+    expect_refused(workdir, "index", "no-such.jsonl", "-q", contains="no such file")
+
+
+# --- --model and PostgreSQL -----------------------------------------------------------------------------------
+def test_index_with_a_trained_model(workdir):
+    result = run("train", "corpus.jsonl", "-o", "my-model", "--epochs", "2", "--bits", "16", "--hidden", "32",
+                 "--seed", "3", "-q")
+    assert result.exit_code == 0, result.output
+    result = run("index", "corpus.jsonl", "--model", "my-model", "-o", "idx2", "-q")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    summary = json.loads(result.stdout)
+    assert (summary["index"], summary["added"], summary["items"], summary["bits"]) == ("idx2", N, N, 16)
+    model = Model.load("my-model")
+    engine = Engine.load("idx2")
+    assert engine.manifest["model_checksum"] == model.checksum
+    assert (workdir / "idx2" / "model" / "manifest.json").read_bytes() == \
+        (workdir / "my-model" / "manifest.json").read_bytes()
+    engine.close()
+    # the same model again: replaces; another model into the default index: refused
+    again = json.loads(run("index", "corpus.jsonl", "-m", "my-model", "-o", "idx2", "-q").stdout)
+    assert (again["added"], again["replaced"]) == (0, N)
+    expect_refused(workdir, "index", "corpus.jsonl", "-m", "my-model", "-q", contains="different model")
+
+
+@pytest.fixture
+def pg_schema_url(pg_url):
+    """The PostgreSQL URL with a fresh schema first on its search_path (the CLI uses the namespace
+    'semhash'); the schema and everything in it is dropped afterwards."""
+    import sqlalchemy as sa
+
+    schema = f"tcli{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in pg_url else "?"
+    try:
+        yield f"{pg_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_end_to_end(workdir, built, pg_schema_url):
+    docs = built[1]
+    result = run("index", "corpus.jsonl", "--db", pg_schema_url, "-o", "pg-idx", *FAST)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["index"], summary["added"], summary["replaced"], summary["items"]) == ("pg-idx", N, 0, N)
+    assert not (workdir / "pg-idx" / "items.db").exists()
+    manifest = json.loads((workdir / "pg-idx" / "manifest.json").read_text())
+    assert manifest["db_url"] == pg_schema_url
+
+    q = workdir / "q.jsonl"
+    q.write_text("".join(json.dumps({"id": f"q{i}", "vector": d["vector"]}) + "\n" for i, d in enumerate(docs[:3])))
+    result = run("query", q, "-i", "pg-idx", "-k", "3")
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["query_id"] for a in answers] == ["q0", "q1", "q2"]
+    by_id = {d["id"]: d for d in docs}
+    for a, d in zip(answers, docs[:3]):
+        assert len(a["hits"]) == 3
+        assert d["id"] in {h["id"] for h in a["hits"] if h["distance"] == 0}
+        for h in a["hits"]:
+            assert h["payload"] == {"title": by_id[h["id"]]["title"], "rank": by_id[h["id"]]["rank"]}
+
+    info = json.loads(run("info", "pg-idx").stdout)
+    assert info["items"] == N and info["store"].startswith("postgresql+psycopg://")
+    assert info["manifest"]["db_url"] == pg_schema_url
+
+    result = run("delete", "pg-idx", docs[0]["id"], "NOPE")
+    assert json.loads(result.stdout) == {"index": "pg-idx", "deleted": 1, "not_found": 1, "items": N - 1}
+    summary = json.loads(run("index", "corpus.jsonl", "-o", "pg-idx", "-q").stdout)
+    assert (summary["added"], summary["replaced"], summary["items"]) == (1, N - 1, N)
+    # a bad corpus leaves the shared database untouched: the index still loads
+    (workdir / "bad.jsonl").write_text("{oops\n")
+    result = run("index", "bad.jsonl", "-o", "pg-idx", "-q")
+    assert result.exit_code == 1 and result.stderr.startswith("Error: ")
+    assert json.loads(run("info", "pg-idx").stdout)["items"] == N
+    result = run("rebuild", "pg-idx")
+    assert json.loads(result.stdout) == {"index": "pg-idx", "items": N}
+    # a second index directory on the same database and namespace is refused
+    result = run("index", "corpus.jsonl", "--db", pg_schema_url, "-o", "pg-idx2", *FAST)
+    assert result.exit_code == 1 and "already holds a semhash index" in result.stderr
+    assert not (workdir / "pg-idx2").exists()

@@ -1,0 +1,550 @@
+"""The Engine end to end: index, load, rebuild, add/upsert/remove against a dict model (SQLite and
+PostgreSQL), failures and crashes that must leave the previous index intact, refused indexes, queries."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import semhash.indexer
+from semhash.buckets import code_keys
+from semhash.cli import main
+from semhash.corpus import Corpus
+from semhash.engine import FAISS_FILE, MANIFEST, SQLITE_FILE, Engine, Hit, _batch_from_dicts
+from semhash.errors import IndexError_, ModelError, SemhashError
+from semhash.store import Store, sqlite_url
+
+BITS = 16
+PAYLOAD_KEYS = ("title", "rank")
+
+
+# --- fixtures -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, vector_docs, write_jsonl, fit_tiny_model):
+    """(root, docs, corpus path, trained Model, a built index dir) — trained and indexed once per module."""
+    root = tmp_path_factory.mktemp("engine")
+    docs = vector_docs(120, seed=0)
+    corpus = write_jsonl(root / "corpus.jsonl", docs)
+    model = fit_tiny_model(corpus, bits=BITS)
+    engine = Engine(model)
+    stats = engine.index(corpus, root / "built" / "idx", progress=False)
+    assert (stats.added, stats.replaced) == (120, 0)
+    engine.close()
+    return root, docs, corpus, engine.model, root / "built" / "idx"
+
+
+@pytest.fixture
+def index_copy(setup, tmp_path):
+    """A private copy of the module's index (a SQLite index is self-contained)."""
+    dst = tmp_path / "work" / "idx"
+    shutil.copytree(setup[4], dst)
+    return dst
+
+
+def query_codes(setup, n=20, seed=1):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 256, size=(n, BITS // 8), dtype=np.uint8)
+    codes[:5] = setup[3].encode(_batch_from_dicts(setup[1][:5]))  # some land exactly on stored codes
+    return codes
+
+
+def faiss_answers(engine: Engine, codes: np.ndarray) -> list:
+    d, ids = engine.ann.search(codes, 10)
+    lims, rd, rids = engine.ann.range_search(codes, 3)
+    return [d.tolist(), ids.tolist(), lims.tolist(), rd.tolist(), rids.tolist()]
+
+
+def query_answers(engine: Engine, docs: list[dict]) -> list:
+    """Ids, distances and payloads of a few queries, in the radius mode and the k-nearest mode."""
+    out = []
+    for doc in docs:
+        for k, radius in ((None, 2), (5, 1)):
+            hits = engine.query(doc["vector"], k=k, radius=radius)
+            out.append([(h.id, h.distance, h.filled, h.payload) for h in hits])
+    return out
+
+
+def bucket_arrays(engine: Engine) -> list:
+    b = engine.buckets
+    return [b.keys.tolist(), b.offsets.tolist(), b.row_ids.tolist()]
+
+
+def dot_entries(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+def file_bytes(directory: Path) -> dict[str, bytes]:
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+# --- (1) index, then load: the same buckets and FAISS answers ---------------------------------------------------
+def test_index_then_load_gives_the_same_index(setup, tmp_path):
+    root, docs, corpus, model, _ = setup
+    engine = Engine(model)
+    stats = engine.index(corpus, tmp_path / "idx", progress=False)
+    assert (stats.added, stats.replaced, stats.written) == (120, 0, 120)
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == sorted([MANIFEST, "model", SQLITE_FILE, FAISS_FILE])
+    manifest = json.loads((tmp_path / "idx" / MANIFEST).read_text())
+    assert manifest["counts"]["items"] == manifest["counts"]["faiss"] == 120
+    assert manifest["counts"]["distinct_codes"] == engine.buckets.n_buckets
+    assert (manifest["bits"], manifest["kind"], manifest["db_url"], manifest["namespace"]) == (16, "vector", None,
+                                                                                               "semhash")
+    assert manifest["model_checksum"] == model.checksum and manifest["generation"] == 1
+
+    loaded = Engine.load(tmp_path / "idx")
+    assert loaded.directory == (tmp_path / "idx").absolute()
+    assert bucket_arrays(loaded) == bucket_arrays(engine)
+    for a, b in zip(loaded.ann.contents(), engine.ann.contents()):
+        np.testing.assert_array_equal(a, b)
+    codes = query_codes(setup)
+    assert faiss_answers(loaded, codes) == faiss_answers(engine, codes)
+    assert query_answers(loaded, docs[:6]) == query_answers(engine, docs[:6])
+    # the codes are the model's codes of the corpus
+    row_ids, stored = loaded.store.all_codes()
+    items = loaded.store.fetch(row_ids)
+    expected = dict(zip((d["id"] for d in docs), map(bytes, model.encode(_batch_from_dicts(docs)))))
+    assert {it.ext_id: it.code for it in items} == expected
+    assert {it.ext_id: it.payload for it in items} == {d["id"]: {k: d[k] for k in PAYLOAD_KEYS} for d in docs}
+    assert {it.ext_id: it.labels for it in items} == {d["id"]: (d["label"],) for d in docs}
+    loaded.close()
+    engine.close()
+
+
+# --- (2) rebuild: the FAISS contents equal the saved ones -------------------------------------------------------
+def test_rebuild_reproduces_faiss_and_buckets(index_copy):
+    before = Engine.load(index_copy)
+    saved = before.ann.contents()
+    buckets = bucket_arrays(before)
+    manifest = before.manifest
+    before.close()
+    rebuilt = Engine.rebuild(index_copy)
+    for a, b in zip(rebuilt.ann.contents(), saved):
+        np.testing.assert_array_equal(a, b)
+    assert bucket_arrays(rebuilt) == buckets
+    assert rebuilt.manifest["counts"] == manifest["counts"]
+    assert rebuilt.manifest["generation"] == manifest["generation"]
+    rebuilt.close()
+    again = Engine.load(index_copy)
+    for a, b in zip(again.ann.contents(), saved):
+        np.testing.assert_array_equal(a, b)
+    again.close()
+    assert dot_entries(index_copy.parent) == []
+
+
+# --- (3) random adds, upserts and deletes against a dict model --------------------------------------------------
+def check_consistent(engine: Engine, model_dict: dict[str, dict], model) -> None:
+    n = len(model_dict)
+    assert engine.store.count() == len(engine.ann) == len(engine.buckets) == n
+    assert engine.manifest["counts"]["items"] == engine.manifest["counts"]["faiss"] == n
+    row_ids, codes = engine.store.all_codes()
+    items = engine.store.fetch(row_ids)
+    by_row = {it.row_id: it for it in items}
+    assert {it.ext_id for it in items} == set(model_dict)
+    if n:
+        expected = model.encode(_batch_from_dicts(list(model_dict.values())))
+        want = dict(zip(model_dict, map(bytes, expected)))
+    else:
+        want = {}
+    # the store: fetch and all_codes agree with each other and with the model's codes
+    assert {it.ext_id: it.code for it in items} == want
+    assert {by_row[r].ext_id: bytes(c) for r, c in zip(row_ids.tolist(), codes)} == want
+    assert {it.ext_id: it.payload for it in items} == {k: {f: v[f] for f in PAYLOAD_KEYS}
+                                                       for k, v in model_dict.items()}
+    # FAISS: the same row ids with the same codes
+    ann_ids, ann_codes = engine.ann.contents()
+    assert {by_row[r].ext_id: bytes(c) for r, c in zip(ann_ids.tolist(), ann_codes)} == want
+    assert len(set(ann_ids.tolist())) == n
+    # the buckets: each row id in the bucket of its code, and nowhere else
+    b = engine.buckets
+    seen = {}
+    for i, key in enumerate(b.keys.tolist()):
+        for r in b.row_ids[b.offsets[i]:b.offsets[i + 1]].tolist():
+            assert r not in seen
+            seen[r] = key
+    assert set(seen) == set(by_row)
+    if n:
+        keys = code_keys(np.stack([np.frombuffer(want[by_row[r].ext_id], np.uint8) for r in seen]))
+        assert list(seen.values()) == keys.tolist()
+
+
+def random_ops(engine: Engine, model, vector_docs, steps: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    model_dict: dict[str, dict] = {}
+    start = [it.ext_id for it in engine.store.fetch(engine.store.all_codes()[0])]
+    fresh = iter(vector_docs(400, seed=seed + 50, prefix="n"))
+    counter = 0
+    # begin from a known state: keep 30 of the indexed items in the model, delete the rest
+    keep = start[:30]
+    removed = engine.remove(start[30:] + ["never-there"])
+    assert removed == len(start) - 30
+    known = {it.ext_id: it for it in engine.store.fetch(engine.store.all_codes()[0])}
+    source = {d["id"]: d for d in vector_docs(120, seed=0)}
+    for e in keep:
+        model_dict[e] = source[e]
+    check_consistent(engine, model_dict, model)
+    assert set(known) == set(keep)
+    for step in range(steps):
+        op = rng.choice(["add", "upsert", "delete", "mixed"], p=[0.3, 0.25, 0.25, 0.2])
+        ids = list(model_dict)
+        if op == "add" or (op in ("upsert", "delete") and not ids):
+            new = [next(fresh) for _ in range(int(rng.integers(1, 6)))]
+            stats = engine.add(new)
+            assert (stats.added, stats.replaced) == (len(new), 0)
+            model_dict.update({d["id"]: d for d in new})
+        elif op == "upsert":
+            chosen = list(rng.choice(ids, size=min(len(ids), int(rng.integers(1, 5))), replace=False))
+            recs = []
+            for e in chosen:
+                counter += 1
+                vec = (rng.normal(size=16) * 3).round(4).tolist()
+                recs.append({"id": e, "vector": vec, "label": "x", "title": f"changed {counter}", "rank": -counter})
+            stats = engine.add(recs)
+            assert (stats.added, stats.replaced) == (0, len(recs))
+            model_dict.update({r["id"]: r for r in recs})
+        elif op == "delete":
+            chosen = list(rng.choice(ids, size=min(len(ids), int(rng.integers(1, 6))), replace=False))
+            unknown = [f"nope{step}"] if rng.random() < 0.5 else []
+            assert engine.remove(chosen + unknown) == len(chosen)
+            for e in chosen:
+                del model_dict[e]
+        else:  # one batch with new ids and existing ids
+            new = [next(fresh) for _ in range(int(rng.integers(1, 4)))]
+            old = list(rng.choice(ids, size=min(len(ids), 2), replace=False)) if ids else []
+            recs = new + [{"id": e, "vector": (rng.normal(size=16) * 3).round(4).tolist(), "title": "m", "rank": step}
+                          for e in old]
+            stats = engine.add(recs)
+            assert (stats.added, stats.replaced) == (len(new), len(old))
+            model_dict.update({r["id"]: r for r in recs})
+        check_consistent(engine, model_dict, model)
+        if step % 8 == 7:  # what is on disk says the same
+            reopened = Engine.load(engine.directory)
+            check_consistent(reopened, model_dict, model)
+            reopened.close()
+    # delete everything: an empty index still loads and answers
+    assert engine.remove(list(model_dict)) == len(model_dict)
+    model_dict.clear()
+    check_consistent(engine, model_dict, model)
+    assert engine.query([0.0] * 16, k=5) == []
+    assert engine.info()["items"] == 0
+    reopened = Engine.load(engine.directory)
+    check_consistent(reopened, model_dict, model)
+    reopened.close()
+
+
+def test_random_changes_sqlite(setup, index_copy, vector_docs):
+    engine = Engine.load(index_copy)
+    random_ops(engine, setup[3], vector_docs, steps=24, seed=3)
+    engine.close()
+    assert dot_entries(index_copy.parent) == []
+
+
+@pytest.fixture
+def pg_namespace(pg_url):
+    """A unique store namespace on PostgreSQL, dropped afterwards."""
+    namespace = f"te{uuid.uuid4().hex[:10]}"
+    yield namespace
+    try:
+        Store(pg_url, None, namespace=namespace, create=False).drop()
+    except SemhashError:
+        pass  # never created
+
+
+@pytest.mark.postgres
+def test_random_changes_postgresql(setup, tmp_path, pg_url, pg_namespace, vector_docs):
+    root, docs, corpus, model, _ = setup
+    engine = Engine(model)
+    stats = engine.index(corpus, tmp_path / "idx", db_url=pg_url, namespace=pg_namespace, progress=False)
+    assert (stats.added, stats.replaced) == (120, 0)
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == sorted([MANIFEST, "model", FAISS_FILE])
+    assert engine.manifest["db_url"] == pg_url and engine.manifest["namespace"] == pg_namespace
+    assert engine.store.namespace == pg_namespace
+    random_ops(engine, model, vector_docs, steps=16, seed=4)
+    engine.close()
+    # the namespace belongs to that index (even emptied): a second index directory on it is refused
+    with pytest.raises(IndexError_, match="already holds a semhash index"):
+        Engine(model).index(corpus, tmp_path / "idx2", db_url=pg_url, namespace=pg_namespace, progress=False)
+    assert not (tmp_path / "idx2").exists()
+    reopened = Engine.load(tmp_path / "idx")
+    assert reopened.store.count() == 0
+    reopened.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_bad_corpus_leaves_the_index_usable(setup, tmp_path, pg_url, pg_namespace, vector_docs,
+                                                      write_jsonl):
+    """The database is changed in place, so bad input must be refused before it is touched."""
+    root, docs, corpus, model, _ = setup
+    engine = Engine(model)
+    engine.index(corpus, tmp_path / "idx", db_url=pg_url, namespace=pg_namespace, progress=False)
+    before = query_answers(engine, docs[:4])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(docs[0]) + "\n{broken\n")
+    narrow = write_jsonl(tmp_path / "narrow.jsonl", vector_docs(10, dim=8, prefix="w"))
+    with pytest.raises(SemhashError, match="line 2"):
+        engine.index(bad, progress=False)
+    with pytest.raises(ModelError, match="8 dimensions"):
+        engine.index(narrow, progress=False)
+    with pytest.raises(ModelError, match="8 dimensions"):
+        engine.add(vector_docs(2, dim=8, prefix="w"))
+    assert query_answers(engine, docs[:4]) == before
+    engine.close()
+    reopened = Engine.load(tmp_path / "idx")  # not "run semhash rebuild"
+    assert reopened.store.count() == 120
+    assert query_answers(reopened, docs[:4]) == before
+    with pytest.raises(IndexError_, match="namespace"):
+        reopened.index(corpus, namespace="other", progress=False)
+    reopened.close()
+
+
+# --- (4) a failure inside the indexer leaves the previous index as it was -------------------------------------
+def test_failure_mid_index_keeps_previous_index(setup, index_copy, vector_docs, write_jsonl, monkeypatch):
+    root, docs, corpus, model, _ = setup
+    engine = Engine.load(index_copy)
+    before_answers = query_answers(engine, docs[:6])
+    before_files = file_bytes(index_copy)
+    more = write_jsonl(index_copy.parent / "more.jsonl", vector_docs(50, seed=9, prefix="m") + docs[:10])
+
+    calls = []
+    real = semhash.indexer.write_batch
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk on fire")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(semhash.indexer, "write_batch", failing)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        engine.index(Corpus(more, batch_size=10), progress=False)
+    assert len(calls) == 2  # it failed mid-run, after one batch was written
+    # the same engine still answers exactly as before, and so does the index on disk
+    assert query_answers(engine, docs[:6]) == before_answers
+    assert engine.store.count() == 120 and len(engine.ann) == 120
+    assert file_bytes(index_copy) == before_files
+    assert dot_entries(index_copy.parent) == []
+    reopened = Engine.load(index_copy)
+    assert reopened.store.count() == len(reopened.ann) == len(reopened.buckets) == 120
+    assert query_answers(reopened, docs[:6]) == before_answers
+    reopened.close()
+
+    # the model's encode failing inside Engine.add: the same
+    monkeypatch.setattr(semhash.indexer, "write_batch", real)
+    encodes = []
+    real_encode = engine.model.encode
+
+    def failing_encode(batch):
+        encodes.append(len(batch))
+        raise RuntimeError("encoder exploded")
+
+    monkeypatch.setattr(engine.model, "encode", failing_encode)
+    with pytest.raises(RuntimeError, match="encoder exploded"):
+        engine.add(vector_docs(3, seed=11, prefix="z"))
+    assert encodes == [3]
+    monkeypatch.setattr(engine.model, "encode", real_encode)
+    assert query_answers(engine, docs[:6]) == before_answers
+    assert file_bytes(index_copy) == before_files
+    assert dot_entries(index_copy.parent) == []
+    # and after the failures the engine can still change the index
+    stats = engine.index(Corpus(more, batch_size=10), progress=False)
+    assert (stats.added, stats.replaced) == (50, 10)
+    assert engine.store.count() == len(engine.ann) == 170
+    engine.close()
+
+
+# --- (5) a process killed mid-run leaves the previous index --------------------------------------------------
+def test_killed_indexing_process_keeps_previous_index(setup, index_copy, vector_docs, write_jsonl):
+    root, docs, corpus, model, _ = setup
+    engine = Engine.load(index_copy)
+    before_answers = query_answers(engine, docs[:6])
+    engine.close()
+    before_files = file_bytes(index_copy)
+    big = write_jsonl(index_copy.parent / "big.jsonl", vector_docs(30000, seed=21, prefix="b"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "semhash.cli", "index", str(big), "-o", str(index_copy)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    parent = index_copy.parent
+    deadline = time.monotonic() + 60
+    try:
+        while not any(p.name.startswith(f".{index_copy.name}.tmp-") for p in parent.iterdir()):
+            assert proc.poll() is None, f"semhash index ended before it started writing: {proc.communicate()}"
+            assert time.monotonic() < deadline, "no temporary index directory appeared within 60 s"
+            time.sleep(0.005)
+        time.sleep(0.2)  # into the copying and writing
+        assert proc.poll() is None, "semhash index finished before it could be killed; give it more work"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert file_bytes(index_copy) == before_files
+    reopened = Engine.load(index_copy)
+    assert reopened.store.count() == len(reopened.ann) == 120
+    assert query_answers(reopened, docs[:6]) == before_answers
+    reopened.close()
+
+
+# --- (6) refused indexes -----------------------------------------------------------------------------------------
+def test_index_of_another_model_is_refused(setup, index_copy, fit_tiny_model):
+    root, docs, corpus, model, _ = setup
+    manifest_path = index_copy / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    tampered = dict(manifest, model_checksum="0" * 64)
+    manifest_path.write_text(json.dumps(tampered))
+    with pytest.raises(IndexError_) as err:
+        Engine.load(index_copy)
+    msg = str(err.value)
+    assert "not the one the index was built with" in msg
+    assert "-o NEW_DIR" in msg and f"delete {index_copy}" in msg  # says what to do
+    manifest_path.write_text(json.dumps(manifest))
+
+    # indexing with another model into this index is refused too, and changes nothing
+    other = fit_tiny_model(corpus, bits=BITS, seed=1)
+    other.save(index_copy.parent / "other-model")
+    before = file_bytes(index_copy)
+    with pytest.raises(IndexError_, match=r"different model.*-o NEW_DIR"):
+        Engine(other).index(corpus, index_copy, progress=False)
+    assert file_bytes(index_copy) == before
+    assert dot_entries(index_copy.parent) == []
+
+
+def test_newer_format_and_corrupt_manifest_are_refused(index_copy):
+    manifest_path = index_copy / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps(dict(manifest, format=manifest["format"] + 1)))
+    with pytest.raises(IndexError_, match="newer semhash.*upgrade"):
+        Engine.load(index_copy)
+    with pytest.raises(IndexError_, match="newer semhash"):
+        Engine.rebuild(index_copy)
+    manifest_path.write_text("{not json")
+    with pytest.raises(IndexError_, match="corrupt"):
+        Engine.load(index_copy)
+    with pytest.raises(IndexError_, match="not a semhash index"):
+        Engine.load(index_copy.parent)
+
+
+def test_store_and_faiss_disagreeing_is_refused_and_rebuild_fixes_it(index_copy):
+    store = Store(sqlite_url(index_copy / SQLITE_FILE), None)
+    removed, _ = store.delete(["v3", "v7"])
+    store.close()
+    assert len(removed) == 2
+    with pytest.raises(IndexError_) as err:
+        Engine.load(index_copy)
+    assert "118 items but the FAISS index 120" in str(err.value)
+    assert f"semhash rebuild {index_copy}" in str(err.value)
+
+    result = CliRunner().invoke(main, ["rebuild", str(index_copy)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"index": str(index_copy), "items": 118}
+    engine = Engine.load(index_copy)
+    assert engine.store.count() == len(engine.ann) == len(engine.buckets) == 118
+    ids = {it.ext_id for it in engine.store.fetch(engine.ann.contents()[0])}
+    assert "v3" not in ids and "v7" not in ids and len(ids) == 118
+    assert engine.manifest["counts"]["items"] == engine.manifest["counts"]["faiss"] == 118
+    engine.close()
+    assert dot_entries(index_copy.parent) == []
+
+
+def test_rebuild_clears_an_unfinished_run_in_a_sqlite_store(index_copy):
+    """A store marked as mid-change is refused; `semhash rebuild` must clear the mark in the store that
+    goes into place (not in the copy it replaces)."""
+    store = Store(sqlite_url(index_copy / SQLITE_FILE), None)
+    store.set_meta("pending", "5")
+    store.close()
+    with pytest.raises(IndexError_, match=f"semhash rebuild {index_copy}"):
+        Engine.load(index_copy)
+    result = CliRunner().invoke(main, ["rebuild", str(index_copy)])
+    assert result.exit_code == 0, result.output
+    engine = Engine.load(index_copy)
+    assert engine.manifest["generation"] == 5
+    assert engine.store.get_meta("pending") == "" and engine.store.get_meta("generation") == "5"
+    assert engine.store.count() == 120
+    engine.close()
+
+
+def test_directory_that_is_not_an_index_is_refused(setup, tmp_path):
+    root, docs, corpus, model, _ = setup
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("mine")
+    (tmp_path / "a-file").write_text("mine")
+    for target in (tmp_path / "busy", tmp_path / "a-file"):
+        with pytest.raises(IndexError_, match="is not a semhash index"):
+            Engine(model).index(corpus, target, progress=False)
+    assert (tmp_path / "busy" / "keep.txt").read_text() == "mine" and (tmp_path / "a-file").read_text() == "mine"
+    assert dot_entries(tmp_path) == []
+
+
+# --- (7) queries on a loaded index --------------------------------------------------------------------------
+def test_query_returns_corpus_items(setup):
+    root, docs, corpus, model, index_dir = setup
+    engine = Engine.load(index_dir)
+    by_id = {d["id"]: d for d in docs}
+    codes = dict(zip(by_id, map(bytes, model.encode(_batch_from_dicts(docs)))))
+    for doc in docs[:10]:
+        hits = engine.query(doc["vector"], k=5, radius=2)
+        assert len(hits) == 5 and all(isinstance(h, Hit) for h in hits)
+        assert doc["id"] in [h.id for h in hits if h.distance == 0]
+        dists = [h.distance for h in hits]
+        assert dists == sorted(dists) and dists[0] == 0
+        for h in hits:
+            assert h.id in by_id
+            assert h.payload == {k: by_id[h.id][k] for k in PAYLOAD_KEYS}
+            assert h.score == pytest.approx(1 - h.distance / BITS)
+            q = np.frombuffer(codes[doc["id"]], np.uint8)
+            assert h.distance == int(np.unpackbits(q ^ np.frombuffer(codes[h.id], np.uint8)).sum())
+        # radius mode: exactly the items within the radius
+        within = engine.query(np.asarray(doc["vector"]), k=None, radius=1)
+        q = np.unpackbits(np.frombuffer(codes[doc["id"]], np.uint8))
+        want = {e for e, c in codes.items() if int((np.unpackbits(np.frombuffer(c, np.uint8)) != q).sum()) <= 1}
+        assert {h.id for h in within} == want and len(within) == len(want)
+    answers = engine.query_batch([d["vector"] for d in docs[:3]], k=2)
+    assert [a.query_id for a in answers] == ["0", "1", "2"]
+    assert all(len(a.hits) == 2 for a in answers)
+    info = engine.info()
+    assert info["items"] == 120 and info["buckets"]["distinct_codes"] == engine.buckets.n_buckets
+    engine.close()
+
+
+def test_query_refuses_texts_on_a_vector_index_and_unloaded_engine(setup):
+    root, docs, corpus, model, index_dir = setup
+    engine = Engine.load(index_dir)
+    with pytest.raises(ModelError, match="vector"):
+        engine.query("some words", k=3)
+    engine.close()
+    with pytest.raises(IndexError_, match="no index loaded"):
+        Engine(model).query(docs[0]["vector"])
+
+
+def test_a_loaded_model_keeps_its_checksum_in_new_indexes(setup, tmp_path):
+    """Indexing with a model loaded from disk into a new directory copies it: re-saving it would change
+    its checksum, and the next run with the same model would be refused as "a different model"."""
+    root, docs, corpus, model, index_dir = setup
+    engine = Engine.load(index_dir)
+    checksum = engine.model.checksum
+    engine.index(corpus, tmp_path / "copy", progress=False)
+    assert engine.model.checksum == checksum
+    assert json.loads((tmp_path / "copy" / MANIFEST).read_text())["model_checksum"] == checksum
+    engine.close()
+    model.save(tmp_path / "model")
+    from_dir = Engine.from_model(tmp_path / "model")
+    stats = from_dir.index(corpus, tmp_path / "copy", progress=False)  # the same model: accepted
+    assert (stats.added, stats.replaced) == (0, 120)
+    from_dir.close()
+    again = Engine.from_model(tmp_path / "model")
+    again.index(corpus, tmp_path / "third", progress=False)
+    again.close()
+    third, copy = Engine.load(tmp_path / "third"), Engine.load(tmp_path / "copy")
+    assert third.model.checksum == copy.model.checksum
+    third.close()
+    copy.close()

@@ -1,0 +1,357 @@
+"""Oracle tests for the searcher (in the style of FAISS's test_binary_hashindex.py).
+
+Every strategy ("ball", "scan", "auto") is compared against brute-force Hamming distances
+(`semhash.codes.hamming`) over random and clustered codes at 16, 32 and 64 bits, with row ids that
+are a random permutation, so that ordering by row id differs from insertion order.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semhash.ann import BinaryANN
+from semhash.buckets import BucketTable
+from semhash.codes import ball_size, hamming
+from semhash.errors import ConfigError
+from semhash.search import PROBE_COST, Searcher
+
+STRATEGIES = ("ball", "scan", "auto")
+BITS = (16, 32, 64)
+N_ITEMS = 400
+N_QUERIES = 24
+
+
+# --- data ------------------------------------------------------------------------------------
+def random_codes(rng, n, bits):
+    return rng.integers(0, 256, size=(n, bits // 8), dtype=np.uint8)
+
+
+def clustered_codes(rng, n, bits, n_centers=4, flip_p=None):
+    """Items = a random center XOR sparse random flips: uneven buckets, many exact duplicates and ties."""
+    centers = np.unpackbits(random_codes(rng, n_centers, bits), axis=1)
+    which = rng.integers(0, n_centers, size=n)
+    p = flip_p if flip_p is not None else 1.5 / bits  # about 1.5 flipped bits per item
+    flips = rng.random((n, bits)) < p
+    return np.packbits(centers[which] ^ flips, axis=1)
+
+
+def make_data(kind, bits, seed):
+    rng = np.random.default_rng(seed)
+    make = random_codes if kind == "random" else clustered_codes
+    codes = make(rng, N_ITEMS + N_QUERIES, bits)
+    items, queries = codes[:N_ITEMS], codes[N_ITEMS:]
+    if kind == "clustered":
+        queries[:4] = items[rng.choice(N_ITEMS, 4, replace=False)]  # queries that hit a stored code exactly
+    else:
+        # random 64-bit codes are far apart: also ask for near-copies of stored items so small radii hit
+        flips = np.unpackbits(items[rng.choice(N_ITEMS, N_QUERIES // 2, replace=False)], axis=1)
+        flips ^= (rng.random(flips.shape) < 1.0 / bits)
+        queries[: N_QUERIES // 2] = np.packbits(flips, axis=1)
+    row_ids = rng.permutation(N_ITEMS * 3)[:N_ITEMS].astype(np.int64) + 5  # not 0..n-1, not sorted
+    return row_ids, items, queries
+
+
+def make_searcher(row_ids, codes, bits):
+    return Searcher(BucketTable.build(row_ids, codes), BinaryANN.build(bits, row_ids, codes), bits)
+
+
+_CACHE: dict = {}
+
+
+def dataset(kind, bits, seed=0):
+    key = (kind, bits, seed)
+    if key not in _CACHE:
+        row_ids, items, queries = make_data(kind, bits, seed + bits)
+        _CACHE[key] = (row_ids, items, queries, make_searcher(row_ids, items, bits),
+                       hamming(queries, items))
+    return _CACHE[key]
+
+
+# --- brute force -------------------------------------------------------------------------------
+def brute(dist_row: np.ndarray, row_ids: np.ndarray):
+    """(row ids, distances) of every item, ordered by (distance, row id)."""
+    order = np.lexsort((row_ids, dist_row))
+    return row_ids[order], dist_row[order]
+
+
+def brute_radius(dist_row, row_ids, r):
+    rows, d = brute(dist_row, row_ids)
+    keep = d <= r
+    return rows[keep], d[keep]
+
+
+def pairs(res):
+    return list(zip(res.row_ids.tolist(), res.distances.tolist()))
+
+
+def check_result_shape(res):
+    assert res.row_ids.dtype == np.int64 and res.distances.dtype == np.int32 and res.filled.dtype == bool
+    assert len(res.row_ids) == len(res.distances) == len(res.filled)
+    assert len(set(res.row_ids.tolist())) == len(res.row_ids), "duplicate hits"
+    key = list(zip(res.distances.tolist(), res.row_ids.tolist()))
+    assert key == sorted(key), "not ordered by (distance, row id)"
+
+
+CASES = [(kind, bits) for kind in ("random", "clustered") for bits in BITS]
+
+
+# --- radius mode -------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind,bits", CASES)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_radius_mode_matches_brute_force(kind, bits, strategy):
+    row_ids, _, queries, searcher, dist = dataset(kind, bits)
+    prev = None
+    total_hits = []
+    for r in range(4):
+        results = searcher.search(queries, k=None, radius=r, strategy=strategy)
+        assert len(results) == len(queries)
+        for qi, res in enumerate(results):
+            check_result_shape(res)
+            want_rows, want_d = brute_radius(dist[qi], row_ids, r)
+            assert res.row_ids.tolist() == want_rows.tolist(), (kind, bits, strategy, r, qi)
+            assert res.distances.tolist() == want_d.tolist()
+            assert res.searched_radius == r
+            assert not res.filled.any()
+            if prev is not None:
+                before = prev[qi]
+                assert len(res.row_ids) >= len(before.row_ids)  # never fewer hits as r grows
+                # the answer at r - 1 is the answer at r cut at distance r - 1: a prefix
+                n = len(before.row_ids)
+                assert pairs(res)[:n] == pairs(before)
+                assert (res.distances[n:] == r).all()
+        total_hits.append(sum(len(x.row_ids) for x in results))
+        prev = results
+    assert total_hits[-1] > 0  # the data make the test meaningful: something is found
+
+
+# --- kNN mode ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind,bits", CASES)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_knn_mode_matches_brute_force(kind, bits, strategy):
+    row_ids, _, queries, searcher, dist = dataset(kind, bits)
+    for k in (1, 10, 100):
+        for radius in (0, 1, 2):
+            results = searcher.search(queries, k=k, radius=radius, strategy=strategy)
+            assert len(results) == len(queries)
+            for qi, res in enumerate(results):
+                check_result_shape(res)
+                want_rows, want_d = brute(dist[qi], row_ids)
+                assert len(res.row_ids) == k
+                # the true k smallest distances ...
+                assert res.distances.tolist() == np.sort(dist[qi])[:k].tolist(), (kind, bits, strategy, k, radius)
+                # ... and the first k (distance, row id) pairs, ties broken by row id
+                assert res.row_ids.tolist() == want_rows[:k].tolist()
+                # the fill is exactly what lies beyond the completely searched radius
+                assert res.filled.tolist() == (res.distances > res.searched_radius).tolist()
+                if res.strategy == "scan":  # a scan examines everything: nothing is a fill
+                    assert res.searched_radius == bits and not res.filled.any()
+                else:
+                    assert -1 <= res.searched_radius <= radius
+                # every item up to searched_radius was examined: nothing closer was missed
+                if res.searched_radius >= 0:
+                    inside = int((dist[qi] <= res.searched_radius).sum())
+                    assert int((res.distances <= res.searched_radius).sum()) == min(k, inside)
+
+
+@pytest.mark.parametrize("kind,bits", CASES)
+def test_ball_knn_stops_at_k(kind, bits):
+    """The ball grows one bit at a time and stops once k items are found (or at the radius)."""
+    row_ids, _, queries, searcher, dist = dataset(kind, bits)
+    k, radius = 10, 3
+    for qi, res in enumerate(searcher.search(queries, k=k, radius=radius, strategy="ball")):
+        counts = [(dist[qi] <= d).sum() for d in range(radius + 1)]
+        reached = [d for d in range(radius + 1) if counts[d] >= k]
+        expected = reached[0] if reached else radius
+        assert res.searched_radius == expected
+        assert res.strategy == ("ball" if reached else "ball+fill")
+        assert res.filled.any() == (not reached)
+
+
+@pytest.mark.parametrize("kind,bits", CASES)
+def test_strategies_agree(kind, bits):
+    _, _, queries, searcher, _ = dataset(kind, bits)
+    for k, radius in [(None, 0), (None, 2), (None, 3), (1, 0), (10, 1), (100, 2), (7, 3)]:
+        answers = {s: searcher.search(queries, k=k, radius=radius, strategy=s) for s in STRATEGIES}
+        for qi in range(len(queries)):
+            ref = pairs(answers["scan"][qi])
+            for s in ("ball", "auto"):
+                assert pairs(answers[s][qi]) == ref, (kind, bits, k, radius, s, qi)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_single_query_batch_equals_batched(strategy):
+    row_ids, _, queries, searcher, dist = dataset("clustered", 32)
+    batched = searcher.search(queries, k=10, radius=2, strategy=strategy)
+    for qi in (0, 5, len(queries) - 1):
+        one = searcher.search(queries[qi:qi + 1], k=10, radius=2, strategy=strategy)
+        assert len(one) == 1
+        assert pairs(one[0]) == pairs(batched[qi])
+        assert one[0].filled.tolist() == batched[qi].filled.tolist()
+        assert one[0].searched_radius == batched[qi].searched_radius
+        within = searcher.search(queries[qi:qi + 1], k=None, radius=2, strategy=strategy)
+        want_rows, _ = brute_radius(dist[qi], row_ids, 2)
+        assert within[0].row_ids.tolist() == want_rows.tolist()
+
+
+@pytest.mark.parametrize("kind", ["random", "clustered"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_full_radius_returns_everything_sorted(kind, strategy):
+    bits = 16
+    rng = np.random.default_rng(7)
+    n = 150
+    codes = random_codes(rng, n, bits) if kind == "random" else clustered_codes(rng, n, bits)
+    row_ids = rng.permutation(1000)[:n].astype(np.int64)
+    searcher = make_searcher(row_ids, codes, bits)
+    queries = np.r_[codes[:2], random_codes(rng, 2, bits)]
+    dist = hamming(queries, codes)
+    for qi, res in enumerate(searcher.search(queries, k=None, radius=bits, strategy=strategy)):
+        want_rows, want_d = brute(dist[qi], row_ids)
+        assert len(res.row_ids) == n
+        assert res.row_ids.tolist() == want_rows.tolist()
+        assert res.distances.tolist() == want_d.tolist()
+        assert res.searched_radius == bits
+
+
+# --- edge cases --------------------------------------------------------------------------------
+@pytest.mark.parametrize("bits", [16, 64])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_empty_index(bits, strategy):
+    searcher = make_searcher(np.zeros(0, np.int64), np.zeros((0, bits // 8), np.uint8), bits)
+    queries = random_codes(np.random.default_rng(1), 3, bits)
+    for k in (None, 1, 10):
+        results = searcher.search(queries, k=k, radius=2, strategy=strategy)
+        assert len(results) == 3
+        for res in results:
+            assert len(res.row_ids) == len(res.distances) == len(res.filled) == 0
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_k_larger_than_the_collection(strategy):
+    bits = 32
+    rng = np.random.default_rng(3)
+    codes = clustered_codes(rng, 25, bits)
+    row_ids = rng.permutation(100)[:25].astype(np.int64)
+    searcher = make_searcher(row_ids, codes, bits)
+    queries = np.r_[codes[:1], random_codes(rng, 2, bits)]
+    dist = hamming(queries, codes)
+    for radius in (0, 2):
+        for qi, res in enumerate(searcher.search(queries, k=1000, radius=radius, strategy=strategy)):
+            check_result_shape(res)
+            want_rows, want_d = brute(dist[qi], row_ids)
+            assert res.row_ids.tolist() == want_rows.tolist()
+            assert res.distances.tolist() == want_d.tolist()
+            assert res.filled.tolist() == (res.distances > res.searched_radius).tolist()
+
+
+def test_128_bit_codes_scan_only():
+    bits = 128
+    row_ids, items, queries = make_data("clustered", bits, seed=11)
+    searcher = make_searcher(row_ids, items, bits)
+    dist = hamming(queries, items)
+    assert searcher.plan(10, 2) == ("scan", -1)
+    assert searcher.plan(None, 2) == ("scan", -1)
+    for strategy in ("scan", "auto"):
+        for qi, res in enumerate(searcher.search(queries, k=None, radius=3, strategy=strategy)):
+            want_rows, want_d = brute_radius(dist[qi], row_ids, 3)
+            assert res.row_ids.tolist() == want_rows.tolist() and res.distances.tolist() == want_d.tolist()
+            assert res.strategy == "scan"
+        for qi, res in enumerate(searcher.search(queries, k=10, radius=2, strategy=strategy)):
+            want_rows, want_d = brute(dist[qi], row_ids)
+            assert pairs(res) == list(zip(want_rows[:10].tolist(), want_d[:10].tolist()))
+    with pytest.raises(ConfigError) as e:
+        searcher.search(queries, k=10, radius=2, strategy="ball")
+    assert str(e.value) == "the ball strategy needs codes of at most 64 bits"
+    with pytest.raises(ConfigError) as e:
+        searcher.plan(None, 1, "ball")
+    assert str(e.value) == "the ball strategy needs codes of at most 64 bits"
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"k": 10, "radius": -1}, "radius must be between 0 and the code length (16), got -1"),
+    ({"k": None, "radius": 17}, "radius must be between 0 and the code length (16), got 17"),
+    ({"k": 0, "radius": 2}, "k must be at least 1 (or None for every item within the radius), got 0"),
+    ({"k": -3, "radius": 2}, "k must be at least 1 (or None for every item within the radius), got -3"),
+    ({"k": 10, "radius": 2, "strategy": "fast"}, "strategy must be one of auto, ball, scan, got 'fast'"),
+])
+def test_errors(kwargs, message):
+    _, _, queries, searcher, _ = dataset("random", 16)
+    with pytest.raises(ConfigError) as e:
+        searcher.search(queries, **kwargs)
+    assert str(e.value) == message
+
+
+def test_plan_error_for_unknown_strategy():
+    _, _, _, searcher, _ = dataset("random", 16)
+    with pytest.raises(ConfigError) as e:
+        searcher.plan(10, 2, "BALL")
+    assert str(e.value) == "strategy must be one of auto, ball, scan, got 'BALL'"
+
+
+# --- the cost model ------------------------------------------------------------------------------
+def test_plan_small_collection():
+    _, _, queries, searcher, _ = dataset("random", 16)  # 400 items
+    assert len(searcher.buckets) == N_ITEMS
+    # radius mode with a large radius: the ball would cost far more than scanning 400 items
+    assert searcher.plan(None, 8) == ("scan", -1)
+    assert searcher.plan(None, 16) == ("scan", -1)
+    # explicit strategies are obeyed
+    assert searcher.plan(None, 8, "ball") == ("ball", 8)
+    assert searcher.plan(10, 2, "scan") == ("scan", -1)
+    # kNN: the ball goes as far as it is cheaper (r = 0 costs PROBE_COST <= 400), then the fill
+    assert ball_size(16, 0) * PROBE_COST <= N_ITEMS < ball_size(16, 1) * PROBE_COST
+    assert searcher.plan(10, 2) == ("ball", 0)
+    results = searcher.search(queries[:3], k=10, radius=2)
+    assert all(r.strategy in ("ball", "ball+fill") for r in results)
+    results = searcher.search(queries[:3], k=None, radius=8)
+    assert all(r.strategy == "scan" for r in results)
+
+
+def test_plan_tiny_collection():
+    rng = np.random.default_rng(5)
+    searcher = make_searcher(np.arange(10, dtype=np.int64), random_codes(rng, 10, 16), 16)
+    assert searcher.plan(None, 4) == ("scan", -1)
+    assert searcher.plan(10, 2) == ("scan", -1)  # not even one probe pays off
+    assert searcher.plan(None, 0) == ("scan", -1)
+
+
+def test_plan_big_collection():
+    rng = np.random.default_rng(6)
+    n = 200_000
+    codes = random_codes(rng, n, 16)
+    row_ids = rng.permutation(n).astype(np.int64)
+    buckets = BucketTable.build(row_ids, codes)
+    searcher = Searcher(buckets, BinaryANN(16), 16)  # the plan looks at the bucket table only
+    assert len(searcher.buckets) == n
+    assert ball_size(16, 4) * PROBE_COST <= n < ball_size(16, 5) * PROBE_COST
+    assert searcher.plan(None, 2) == ("ball", 2)
+    assert searcher.plan(10, 2) == ("ball", 2)
+    assert searcher.plan(None, 4) == ("ball", 4)
+    assert searcher.plan(None, 5) == ("scan", -1)  # radius 5 would cost more than a scan
+    assert searcher.plan(10, 8) == ("ball", 4)     # kNN: the ball up to 4, then the FAISS fill
+    # and the ball answers correctly on it
+    full = make_searcher(row_ids, codes, 16)
+    queries = codes[:3]
+    dist = hamming(queries, codes)
+    for qi, res in enumerate(full.search(queries, k=None, radius=2)):
+        assert res.strategy == "ball"
+        want_rows, want_d = brute_radius(dist[qi], row_ids, 2)
+        assert res.row_ids.tolist() == want_rows.tolist() and res.distances.tolist() == want_d.tolist()
+
+
+@pytest.mark.parametrize("bits", BITS)
+def test_ball_in_small_probe_blocks(monkeypatch, bits):
+    """With a tiny PROBE_BLOCK the batch is probed in many chunks; the answer must not change."""
+    import semhash.search as search_mod
+
+    row_ids, _, queries, searcher, dist = dataset("clustered", bits)
+    ref_r = searcher.search(queries, k=None, radius=2, strategy="ball")
+    ref_k = searcher.search(queries, k=10, radius=2, strategy="ball")
+    monkeypatch.setattr(search_mod, "PROBE_BLOCK", 7)
+    for qi, res in enumerate(searcher.search(queries, k=None, radius=2, strategy="ball")):
+        assert pairs(res) == pairs(ref_r[qi])
+        want_rows, _ = brute_radius(dist[qi], row_ids, 2)
+        assert res.row_ids.tolist() == want_rows.tolist()
+    for qi, res in enumerate(searcher.search(queries, k=10, radius=2, strategy="ball")):
+        assert pairs(res) == pairs(ref_k[qi])
+        assert res.searched_radius == ref_k[qi].searched_radius
+        assert res.filled.tolist() == ref_k[qi].filled.tolist()
