@@ -5,4 +5,13 @@ __version__ = "0.1.0"
 
 from .errors import SemhashError  # noqa: E402
 
-__all__ = ["SemhashError", "__version__"]
+__all__ = ["Answer", "Engine", "Hit", "SemhashError", "__version__"]
+
+
+def __getattr__(name: str):
+    # the engine pulls in torch, faiss and SQLAlchemy: import it only when asked for
+    if name in ("Engine", "Hit", "Answer"):
+        from . import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'semhash' has no attribute {name!r}")
