@@ -343,9 +343,9 @@ def records_from_strings(items: list[str] | list[list[float]] | np.ndarray) -> B
         if not np.isfinite(v).all():
             raise CorpusError("query vectors contain NaN or infinite values")
         return Batch(ids=[str(i) for i in range(len(v))], vectors=v, labels=[()] * len(v),
-                     payloads=[{}] * len(v))
+                     payloads=[{} for _ in range(len(v))])
     return Batch(ids=[str(i) for i in range(len(items))], texts=list(items), labels=[()] * len(items),
-                 payloads=[{}] * len(items))
+                 payloads=[{} for _ in range(len(items))])
 
 
 __all__ = ["Batch", "Corpus", "detect_format", "records_from_strings"]
