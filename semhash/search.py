@@ -151,11 +151,30 @@ def _empty():
     return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, bool)
 
 
+def _sort_triples(q: np.ndarray, rows: np.ndarray, dists: np.ndarray):
+    """Sort (query, distance, row id) triples. Packed into one uint64 key when they fit (one sort
+    of one array is several times faster than a three-key lexsort); lexsort otherwise."""
+    if not len(q):
+        return q, rows, dists
+    rb = max(1, int(rows.max()).bit_length())
+    db = max(1, int(dists.max()).bit_length())
+    qb = max(1, int(q.max()).bit_length())
+    if rows.min() >= 0 and rb + db + qb <= 64:
+        key = (q.astype(np.uint64) << np.uint64(db + rb)) | (dists.astype(np.uint64) << np.uint64(rb)) \
+            | rows.astype(np.uint64)
+        key.sort()
+        mask = (np.uint64(1) << np.uint64(rb)) - np.uint64(1)
+        dmask = (np.uint64(1) << np.uint64(db)) - np.uint64(1)
+        return ((key >> np.uint64(db + rb)).astype(np.int64), (key & mask).astype(np.int64),
+                ((key >> np.uint64(rb)) & dmask).astype(np.int32))
+    order = np.lexsort((rows, dists, q))
+    return q[order], rows[order], dists[order]
+
+
 def _split(nq: int, q: np.ndarray, rows: np.ndarray, dists: np.ndarray, k: int | None,
            searched: np.ndarray, strategy: str) -> list[Result]:
     """Group flat (query, row, distance) triples per query, ordered by (distance, row id), first k kept."""
-    order = np.lexsort((rows, dists, q))
-    q, rows, dists = q[order], rows[order], dists[order]
+    q, rows, dists = _sort_triples(q, rows, dists)
     bounds = np.searchsorted(q, np.arange(nq + 1))
     out = []
     for i in range(nq):
