@@ -132,11 +132,22 @@ class Searcher:
         kk = min(k, len(self.ann))
         if kk == 0:
             return
-        dk, _ = self.ann.search(sub, kk)
-        kth = dk[:, kk - 1]
-        # every item up to the k-th distance, so ties at the boundary are broken by row id, not by FAISS
-        lims, d, ids = self.ann.range_search(sub, kth)
-        q = np.repeat(np.arange(len(sub)), np.diff(lims))
+        # Ask FAISS for more than k: where the extra neighbours lie strictly beyond the k-th distance,
+        # every tie at the boundary is already in hand and is ordered by row id here. Only queries
+        # whose ties run past the extra ones need a second, range-search pass.
+        wide = min(len(self.ann), 2 * kk)
+        dw, iw = self.ann.search(sub, wide)
+        kth = dw[:, kk - 1]
+        ties_cut = (dw[:, wide - 1] == kth) & (wide < len(self.ann))
+        keep = dw <= kth[:, None]
+        q = np.repeat(np.arange(len(sub)), keep.sum(axis=1))
+        ids, d = iw[keep], dw[keep]
+        if ties_cut.any():
+            again = np.flatnonzero(ties_cut)
+            lims, d2, ids2 = self.ann.range_search(sub[again], kth[again])
+            q2 = np.repeat(again, np.diff(lims))
+            drop = np.isin(q, again)
+            q, ids, d = np.r_[q[~drop], q2], np.r_[ids[~drop], ids2], np.r_[d[~drop], d2]
         exact = _split(len(sub), q, ids, d, k, kth, "scan")
         for j, qi in enumerate(which):
             old = results[qi]
