@@ -49,7 +49,7 @@ def main() -> None:
         engine.close()
         if url:
             Store(url, None, namespace=namespace, create=False).drop()
-    print(f"| store | items | seconds | items/s | bytes/item in memory | bytes/item on disk | of which buckets |")
+    print("| store | items | seconds | items/s | bytes/item in memory | bytes/item on disk | of which buckets |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]:,} | {r[2]:.2f} | {r[3]:,.0f} | {r[4]:.1f} | {r[5]:.1f} | {r[6]:.1f} |")

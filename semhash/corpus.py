@@ -348,4 +348,10 @@ def records_from_strings(items: list[str] | list[list[float]] | np.ndarray) -> B
                  payloads=[{} for _ in range(len(items))])
 
 
-__all__ = ["Batch", "Corpus", "detect_format", "records_from_strings"]
+def batch_from_dicts(records: list[dict], source: str = "<records>") -> Batch:
+    """Validate in-memory records (dicts as in a JSONL corpus; id defaults to the 1-based position)."""
+    numbered = [(i, {"id": str(i), **r}) for i, r in enumerate(records, 1)]
+    return Batch.concat(list(_chunk(numbered, max(1, len(records)), source)))
+
+
+__all__ = ["Batch", "Corpus", "batch_from_dicts", "detect_format", "records_from_strings"]

@@ -27,7 +27,7 @@ import numpy as np
 
 from .ann import BinaryANN
 from .buckets import BucketTable
-from .corpus import Batch, Corpus, records_from_strings
+from .corpus import Batch, Corpus, batch_from_dicts, records_from_strings
 from .errors import ConfigError, IndexError_, SemhashError
 from .fsutil import atomic_directory, directory_checksum
 from .hashers import hasher_class
@@ -76,6 +76,7 @@ class Engine:
         self.buckets: BucketTable | None = None
         self.ann: BinaryANN | None = None
         self._searcher: Searcher | None = None
+        self._fresh: tuple = ()  # (manifest, buckets, ann) of the update being written
         self._model_dir: Path | None = None  # where the model was loaded from (its files keep its checksum)
 
     # --- construction -------------------------------------------------------------------
@@ -154,18 +155,13 @@ class Engine:
             if self.store is None:
                 self.store = previous_store
             raise
-        self._open(target)
+        self._attach(target, *self._fresh)
 
     @contextlib.contextmanager
     def _write(self, target: Path, existing: dict | None, db_url: str | None, namespace: str) -> Iterator[Store]:
         with atomic_directory(target) as tmp:
             if existing is not None:
-                for name in ("model", SQLITE_FILE):
-                    src = target / name
-                    if src.is_dir():
-                        shutil.copytree(src, tmp / name)
-                    elif src.exists():
-                        shutil.copy2(src, tmp / name)
+                _carry_over(target, tmp)
             else:
                 self._write_model(tmp / "model")
             store = Store(db_url or sqlite_url(tmp / SQLITE_FILE), self.model.bits, namespace=namespace)
@@ -178,15 +174,23 @@ class Engine:
                 _check_store_generation(store, existing, target)
                 store.set_meta("pending", str(generation))
                 yield store
-                buckets, ann = derive(store)
-                ann.save(tmp / FAISS_FILE)
-                store.set_meta("generation", str(generation))
-                store.set_meta("pending", "")
-                store.set_meta("model_checksum", self.model.checksum or "")
-                manifest = self._manifest(existing, db_url, namespace, generation, store, buckets, ann)
-                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+                self._fresh = self._finish(tmp, store, existing, db_url, namespace, generation)
             finally:
                 store.close()
+
+    def _finish(self, tmp: Path, store: Store, existing: dict | None, db_url: str | None, namespace: str,
+                generation: int) -> tuple[dict, BucketTable, BinaryANN]:
+        """Derive FAISS from the store into the new copy, mark the store finished, write the manifest.
+
+        Returns what `_attach` needs, so the engine takes up the new state without reading it back."""
+        buckets, ann = derive(store)
+        ann.save(tmp / FAISS_FILE)
+        store.set_meta("generation", str(generation))
+        store.set_meta("pending", "")
+        store.set_meta("model_checksum", self.model.checksum or "")
+        manifest = self._manifest(existing, db_url, namespace, generation, store, buckets, ann)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        return manifest, buckets, ann
 
     def _write_model(self, destination: Path) -> None:
         """Put the model into a new index. A loaded model is copied file by file: saving it again would
@@ -230,13 +234,12 @@ class Engine:
             raise IndexError_(f"the model in {directory / 'model'} is not the one the index was built with; "
                               f"index the corpus again into a new directory (`semhash index CORPUS -o NEW_DIR`), "
                               f"or delete {directory} and index it again")
-        engine._open(directory)
+        engine._open(directory, manifest)
         return engine
 
-    def _open(self, directory: Path) -> None:
-        manifest = _read_manifest(directory)
-        store = Store(manifest.get("db_url") or sqlite_url(directory / SQLITE_FILE), manifest["bits"],
-                      namespace=manifest.get("namespace", "semhash"), create=False)
+    def _open(self, directory: Path, manifest: dict | None = None) -> None:
+        manifest = manifest if manifest is not None else _read_manifest(directory)
+        store = _open_store(manifest, directory)
         try:
             _check_store_generation(store, manifest, directory)
             ann = BinaryANN.load(directory / FAISS_FILE, manifest["bits"])
@@ -248,9 +251,15 @@ class Engine:
         except BaseException:
             store.close()
             raise
-        self.directory, self.manifest, self.store = directory.absolute(), manifest, store
+        self._attach(directory, manifest, BucketTable.build(row_ids, codes), ann, store)
+
+    def _attach(self, directory: Path, manifest: dict, buckets: BucketTable, ann: BinaryANN,
+                store: Store | None = None) -> None:
+        """Take up an index's state; the store is (re)opened where the directory now is."""
+        self.directory, self.manifest = directory.absolute(), manifest
+        self.store = store if store is not None else _open_store(manifest, directory)
         self._model_dir = self.directory / "model"
-        self.buckets, self.ann = BucketTable.build(row_ids, codes), ann
+        self.buckets, self.ann = buckets, ann
         self._searcher = None
 
     def save(self, directory: str | Path) -> Path:
@@ -274,27 +283,16 @@ class Engine:
         namespace = manifest.get("namespace", "semhash")
         engine = cls(model)
         with atomic_directory(directory) as tmp:
-            for name in ("model", SQLITE_FILE):
-                src = directory / name
-                if src.is_dir():
-                    shutil.copytree(src, tmp / name)
-                elif src.exists():
-                    shutil.copy2(src, tmp / name)
+            _carry_over(directory, tmp)
             # a SQLite store is the copy that goes into place: its meta must be reset there, not in the old file
-            store = Store(manifest.get("db_url") or sqlite_url(tmp / SQLITE_FILE), manifest["bits"],
-                          namespace=namespace, create=False)
+            store = _open_store(manifest, tmp)
             try:
-                buckets, ann = derive(store)
                 generation = max(int(store.get_meta("generation") or 0), int(store.get_meta("pending") or 0),
                                  manifest.get("generation", 0))
-                ann.save(tmp / FAISS_FILE)
-                store.set_meta("generation", str(generation))
-                store.set_meta("pending", "")
-                new = engine._manifest(manifest, manifest.get("db_url"), namespace, generation, store, buckets, ann)
-                (tmp / MANIFEST).write_text(json.dumps(new, indent=2) + "\n")
+                fresh = engine._finish(tmp, store, manifest, manifest.get("db_url"), namespace, generation)
             finally:
                 store.close()
-        engine._open(directory)
+        engine._attach(directory, *fresh)
         return engine
 
     def close(self) -> None:
@@ -378,6 +376,22 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+def _carry_over(src: Path, dst: Path) -> None:
+    """Copy what a rewrite of an index keeps as it is (the model, a SQLite store) into the new copy."""
+    for name in ("model", SQLITE_FILE):
+        path = src / name
+        if path.is_dir():
+            shutil.copytree(path, dst / name)
+        elif path.exists():
+            shutil.copy2(path, dst / name)
+
+
+def _open_store(manifest: dict, directory: Path) -> Store:
+    """The existing store an index's manifest names (its SQLite file lives in `directory`)."""
+    return Store(manifest.get("db_url") or sqlite_url(directory / SQLITE_FILE), manifest["bits"],
+                 namespace=manifest.get("namespace", "semhash"), create=False)
+
+
 def _check_store_generation(store: Store, manifest: dict | None, directory: Path) -> None:
     if manifest is None:
         return
@@ -394,11 +408,7 @@ def _batch_from_dicts(records: list[dict]) -> Batch:
         raise ConfigError("no records to add")
     if all(isinstance(r, str) for r in records):
         return records_from_strings(records)
-    from .corpus import _chunk
-
-    numbered = [(i, {"id": str(i), **r}) for i, r in enumerate(records, 1)]
-    batches = list(_chunk(numbered, max(1, len(records)), "<records>"))
-    return Batch.concat(batches)
+    return batch_from_dicts(records)
 
 
 __all__ = ["Answer", "Engine", "Hit", "DEFAULT_INDEX_DIR", "SemhashError"]

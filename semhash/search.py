@@ -153,7 +153,7 @@ class Searcher:
             old = results[qi]
             res = exact[j]
             res.filled = res.distances > old.searched_radius
-            res.searched_radius = int(max(old.searched_radius, -1))
+            res.searched_radius = old.searched_radius
             res.strategy = old.strategy if old.strategy == "scan" else f"{old.strategy}+fill"
             results[qi] = res
 

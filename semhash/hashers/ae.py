@@ -5,6 +5,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from ..errors import ModelError
@@ -20,7 +21,7 @@ def input_scale(X: Features) -> float:
 
     Without it, sparse TF-IDF rows (entries around 0.05) give the first layer such small outputs
     that the training noise drowns the code and the model learns to ignore it."""
-    values = X.data if hasattr(X, "data") and not isinstance(X, np.ndarray) else np.asarray(X[:10000]).ravel()
+    values = X.data if sp.issparse(X) else np.asarray(X[:10000]).ravel()
     values = np.abs(values[values != 0])
     return float(1.0 / values.mean()) if len(values) else 1.0
 
