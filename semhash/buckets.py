@@ -4,12 +4,41 @@ Codes are integer keys (the first 64 bits of the code; longer codes are verified
 The table is three flat arrays: the distinct keys sorted, an offsets array, and the row ids grouped
 by key, so `keys[i]`'s bucket is `row_ids[offsets[i]:offsets[i+1]]`. Lookups of many probes are one
 `searchsorted` plus gathers, with no Python loop per probe.
+
+Most probes of a Hamming ball miss (at 32 bits, r = 2 asks 529 codes per query, of which a few
+dozen exist). A byte filter over a hash of the keys answers "surely empty" with one gather, and only
+the probes that pass it pay for the binary search. The hash is linear over XOR, so the hashes of a
+whole ball (query ^ mask for every mask) cost one XOR each.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .codes import to_keys
+
+_FILTER_SLOTS_PER_KEY = 8
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+class _XorHash:
+    """A random hash of uint64 keys to `nbits` bits that is linear over XOR: h(a ^ b) = h(a) ^ h(b).
+
+    Each key byte selects a precomputed XOR of random columns (8 lookups in tables of 256)."""
+
+    def __init__(self, nbits: int, seed: int = 0x5E4A5):
+        rng = np.random.default_rng(seed)
+        columns = rng.integers(0, 1 << nbits, size=(8, 8), dtype=np.uint32)  # [byte][bit] -> column
+        values = np.arange(256)
+        self.tables = np.zeros((8, 256), dtype=np.uint32)
+        for bit in range(8):
+            self.tables[:, (values >> bit) & 1 == 1] ^= columns[:, bit:bit + 1]
+
+    def __call__(self, keys: np.ndarray) -> np.ndarray:
+        k = np.asarray(keys, dtype=np.uint64)
+        h = np.zeros(k.shape, dtype=np.uint32)
+        for i in range(8):
+            h ^= self.tables[i].take(((k >> np.uint64(8 * i)) & np.uint64(255)).astype(np.intp))
+        return h
 
 
 def code_keys(codes: np.ndarray) -> np.ndarray:
@@ -23,6 +52,8 @@ class BucketTable:
         self.keys = keys          # (d,) uint64, sorted, distinct
         self.offsets = offsets    # (d + 1,) int64
         self.row_ids = row_ids    # (n,) int64, grouped by key, ascending within a bucket
+        self._filter: tuple[np.ndarray, _XorHash] | None = None  # built on the first lookup
+        self._by_row: tuple[np.ndarray, np.ndarray] | None = None  # for positions_of, built on first use
 
     @classmethod
     def build(cls, row_ids: np.ndarray, codes: np.ndarray) -> "BucketTable":
@@ -56,11 +87,62 @@ class BucketTable:
     def find(self, probes: np.ndarray) -> np.ndarray:
         """Index into `keys` of each probe key, or -1 where that bucket is empty. Any shape."""
         p = np.asarray(probes, dtype=np.uint64)
-        if not len(self.keys):
-            return np.full(p.shape, -1, dtype=np.int64)
-        pos = np.searchsorted(self.keys, p)
-        pos_c = np.minimum(pos, len(self.keys) - 1)
-        return np.where(self.keys[pos_c] == p, pos_c, -1)
+        out = np.full(p.shape, -1, dtype=np.int64)
+        where, idx = self.find_hits(p.ravel())
+        out.reshape(-1)[where] = idx
+        return out
+
+    def find_hits(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, bucket indices) of the probes (a flat uint64 array) whose bucket is not empty,
+        in probe order."""
+        p = np.asarray(probes, dtype=np.uint64).ravel()
+        if not len(self.keys) or not len(p):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        table, hash_ = self._get_filter()
+        where = np.flatnonzero(table.take(hash_(p)))
+        return self._resolve(where, p[where])
+
+    def probe(self, query_keys: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """find_hits over the grid of probes query_keys[i] ^ masks[j], without building it.
+
+        Returns (flat grid positions i * len(masks) + j, bucket indices) of the non-empty buckets,
+        grouped by query and in mask order within a query. The filter's hash is linear over XOR, so
+        the hash of every probe is hash(query) ^ hash(mask): one pass over the grid, where hashing
+        each probe would cost a dozen."""
+        q = np.asarray(query_keys, dtype=np.uint64).ravel()
+        m = np.asarray(masks, dtype=np.uint64).ravel()
+        if not len(self.keys) or not len(q) or not len(m):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        table, hash_ = self._get_filter()
+        grid = hash_(q)[:, None] ^ hash_(m)[None, :]
+        where = np.flatnonzero(table.take(grid.ravel()))
+        return self._resolve(where, q[where // len(m)] ^ m[where % len(m)])
+
+    def _resolve(self, where: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Binary-search the candidates that passed the filter; keep those whose bucket exists."""
+        if self.keys[-1] <= _LOW32 and len(cand) <= _LOW32:
+            # keys of <= 32 bits: sort (key, position) packed in one uint64 (a fast value sort), so the
+            # binary searches run in key order, several times faster than in random order
+            packed = (cand << np.uint64(32)) | np.arange(len(cand), dtype=np.uint64)
+            packed.sort()
+            pos = np.empty(len(cand), dtype=np.int64)
+            pos[(packed & _LOW32).astype(np.int64)] = np.searchsorted(self.keys, packed >> np.uint64(32))
+        else:
+            pos = np.searchsorted(self.keys, cand)
+        np.minimum(pos, len(self.keys) - 1, out=pos)
+        found = self.keys[pos] == cand
+        return where[found], pos[found]
+
+    def _get_filter(self) -> tuple[np.ndarray, "_XorHash"]:
+        """A one-hash Bloom filter of the keys: a byte per slot, 8 to 16 slots per key (so about 6 to
+        12 % of the probes of empty buckets get through to the binary search)."""
+        if self._filter is None:
+            nbits = int(min(30, max(10, (len(self.keys) * _FILTER_SLOTS_PER_KEY - 1).bit_length())))
+            hash_ = _XorHash(nbits)
+            table = np.zeros(1 << nbits, dtype=bool)
+            table[hash_(self.keys)] = True
+            self._filter = (table, hash_)
+        return self._filter
 
     def gather(self, bucket_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row ids of the given buckets (indices into `keys`, -1 ignored), flattened.
@@ -68,16 +150,39 @@ class BucketTable:
         Returns (row_ids, owner): owner[j] is the position in `bucket_idx` whose bucket holds row_ids[j]."""
         b = np.asarray(bucket_idx).ravel()
         hit = np.flatnonzero(b >= 0)
-        starts = self.offsets[b[hit]]
-        counts = self.offsets[b[hit] + 1] - starts
+        rows, counts = self.expand(b[hit])
+        return rows, np.repeat(hit, counts)
+
+    def expand(self, bucket_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row ids of the given buckets concatenated in order, each bucket's size). No -1 allowed."""
+        pos, counts = self.spans(bucket_idx)
+        return self.row_ids[pos], counts
+
+    def spans(self, bucket_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in `row_ids` of the given buckets' items, concatenated in order; each bucket's size)."""
+        b = np.asarray(bucket_idx, dtype=np.int64)
+        starts = self.offsets[b]
+        counts = self.offsets[b + 1] - starts
         total = int(counts.sum())
         if total == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        owner = np.repeat(hit, counts)
-        # position within each run: global arange minus the run's start in the output
-        run_start = np.repeat(np.cumsum(counts) - counts, counts)
-        idx = np.repeat(starts, counts) + (np.arange(total) - run_start)
-        return self.row_ids[idx], owner
+            return np.zeros(0, np.int64), counts
+        # position within each run: a global arange shifted by (bucket start - run start in the output)
+        pos = np.arange(total, dtype=np.int64)
+        pos += np.repeat(starts - (np.cumsum(counts) - counts), counts)
+        return pos, counts
+
+    def positions_of(self, row_ids: np.ndarray) -> np.ndarray:
+        """Position in `self.row_ids` of each given (stored) row id. Positions follow (code, row id)
+        order, so sorting by position sorts by code, then row id. The inverse map is built once."""
+        if self._by_row is None:
+            order = np.argsort(self.row_ids, kind="stable")
+            self._by_row = (self.row_ids[order], order)
+        rows_sorted, order = self._by_row
+        r = np.asarray(row_ids, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(rows_sorted, r), max(0, len(rows_sorted) - 1))
+        if len(r) and not np.array_equal(rows_sorted[pos], r):
+            raise KeyError("row ids not in the bucket table")
+        return order[pos]
 
     def lookup(self, keys: np.ndarray) -> list[np.ndarray]:
         """Row ids in the bucket of each key (a list, one array per key): a convenience over find+gather."""

@@ -5,8 +5,10 @@ Semantics (for every strategy, so the caller gets the same answer whichever runs
 - k-nearest mode: the ball grows by one bit at a time (distance 0, 1, 2, ...) until it holds `k`
   items or reaches `radius`; queries still short of `k` are filled with the exact nearest items
   from the FAISS index, marked `filled`. The result is the exact k nearest either way.
-- order: by distance, then by row id (the order items were first indexed); ties are thus
-  deterministic, and the first k by that order are returned.
+- order: by distance; ties by code (as an unsigned integer: the bucket table's key order), then
+  by row id (the order items were first indexed). Deterministic, and the first k by that order are
+  returned. (Code before row id keeps the ball cheap: items of one bucket are already in row-id
+  order, so only the hit buckets of each distance band are sorted, never the items.)
 - `searched_radius`: the largest distance up to which every stored item was examined.
 
 Strategies: "ball" enumerates sum_{i<=r} C(bits, i) probe codes per query against the bucket
@@ -15,6 +17,7 @@ table (vectorized over the whole batch); "scan" asks FAISS for an exhaustive Ham
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +26,13 @@ from .ann import BinaryANN
 from .buckets import BucketTable, code_keys
 from .codes import ball_size, flip_masks
 from .errors import ConfigError
+from .mih import MultiIndex
 
 PROBE_COST = 60          # one bucket probe costs about this many FAISS item comparisons
 PROBE_BLOCK = 1 << 21    # probes materialized at once (memory bound: ~16 bytes each)
-STRATEGIES = ("auto", "ball", "scan")
+MIH_MIN_ITEMS = 20_000   # below this a FAISS scan is as cheap as building substring tables
+MIH_MAX_LEVEL = 2
+STRATEGIES = ("auto", "ball", "mih", "scan")
 
 
 @dataclass
@@ -44,6 +50,14 @@ class Searcher:
     def __init__(self, buckets: BucketTable, ann: BinaryANN, bits: int):
         self.buckets, self.ann, self.bits = buckets, ann, bits
         self._masks: dict[int, np.ndarray] = {}
+        self._mih: MultiIndex | None = None
+
+    @property
+    def multi_index(self) -> MultiIndex:
+        """The substring tables of multi-index hashing, built on first use."""
+        if self._mih is None:
+            self._mih = MultiIndex(self.buckets.keys, self.bits)
+        return self._mih
 
     def masks(self, d: int) -> np.ndarray:
         if d not in self._masks:
@@ -51,13 +65,17 @@ class Searcher:
         return self._masks[d]
 
     def plan(self, k: int | None, radius: int, strategy: str = "auto") -> tuple[str, int]:
-        """(strategy, ball radius): how far the bit-flip ball goes before the scan takes over."""
+        """(strategy, depth): for "ball" the radius the bit-flip ball goes to before the FAISS fill
+        takes over; for "mih" the last substring level probed before it."""
         if strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if strategy == "scan" or self.bits > 64:
-            if strategy == "ball":
-                raise ConfigError("the ball strategy needs codes of at most 64 bits")
+            if strategy in ("ball", "mih"):
+                raise ConfigError(f"the {strategy} strategy needs codes of at most 64 bits")
             return "scan", -1
+        if strategy == "mih":
+            # radius mode: the levels that reach the radius; k-nearest: as deep as it pays
+            return "mih", (radius // self.multi_index.m if k is None else self._mih_level())
         if strategy == "ball":
             return "ball", radius
         n = max(1, len(self.buckets))
@@ -66,9 +84,23 @@ class Searcher:
             r += 1
         if r < 0 or (k is None and r < radius):
             return "scan", -1
+        if k is not None and self.bits > 32 and n >= MIH_MIN_ITEMS and self.multi_index.searched(0) >= r:
+            # long codes: the ball stops at a small radius, while MIH's first levels already search
+            # at least as far (and the next ones much farther) for a few probes
+            return "mih", self._mih_level()
         return "ball", r
 
-    def search(self, codes: np.ndarray, k: int | None = 10, radius: int = 2, strategy: str = "auto") -> list[Result]:
+    def _mih_level(self) -> int:
+        """The deepest substring level whose probes (all levels up to it) cost less than a scan."""
+        mih, n = self.multi_index, max(1, len(self.buckets))
+        level, probes = 0, mih.level_probes(0)
+        while level < MIH_MAX_LEVEL and (probes + mih.level_probes(level + 1)) * PROBE_COST <= n \
+                and mih.searched(level) < self.bits:
+            level += 1
+            probes += mih.level_probes(level)
+        return level
+
+    def search(self, codes: np.ndarray, k: int | None = 10, radius: int = 2, strategy: str = "auto") -> "Results":
         """Answer a batch of packed query codes (n, bits // 8)."""
         if radius < 0 or radius > self.bits:
             raise ConfigError(f"radius must be between 0 and the code length ({self.bits}), got {radius}")
@@ -77,121 +109,215 @@ class Searcher:
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         nq = len(codes)
         name, ball_r = self.plan(k, radius, strategy)
+        if nq == 0:
+            return Results(np.zeros(1, np.int64), *_empty(), np.zeros(0, np.int64), np.zeros(0, dtype=object))
         if name == "scan":
             if k is None:
                 return self._scan_radius(codes, radius)
             # a scan examines every item: the whole code space is searched, nothing is a fill
-            results = [Result(*_empty(), searched_radius=self.bits, strategy="scan") for _ in range(nq)]
-            self._fill(codes, np.arange(nq), results, k)
-            return results
-        qidx, rows, dists, searched = self._ball(codes, k, ball_r)
-        results = _split(nq, qidx, rows, dists, k, searched, "ball")
-        if k is not None:
-            short = np.flatnonzero([len(r.row_ids) < k for r in results])
-            if len(short) and len(self.ann):
-                self._fill(codes, short, results, k)
+            return self._fill(codes, k, np.full(nq, self.bits), "scan")
+        if k is None:
+            return self._ball_radius(codes, ball_r) if name == "ball" else self._multi_index(codes, None, ball_r, radius)
+        results = self._ball(codes, k, ball_r) if name == "ball" else self._multi_index(codes, k, ball_r)
+        short = np.flatnonzero(np.diff(results.lims) < k)
+        if len(short) and len(self.ann):
+            filled = self._fill(codes[short], k, results.searched[short], f"{name}+fill")
+            results = results.replace(short, filled)
         return results
 
-    def _ball(self, codes: np.ndarray, k: int | None, radius: int):
+    def _ball(self, codes: np.ndarray, k: int, radius: int) -> "Results":
+        """k-nearest mode: grow the ball one distance at a time; queries with k hits drop out.
+
+        Works on buckets (query, distance, bucket) until the end; one sort of those orders the
+        answer by (distance, code, row id), since bucket positions follow (code, row id)."""
         keys = code_keys(codes)
         nq = len(keys)
         counts = np.zeros(nq, dtype=np.int64)
         searched = np.full(nq, -1, dtype=np.int64)
         active = np.arange(nq)
-        parts_q, parts_r, parts_d = [], [], []
+        sizes = self.buckets.sizes()
+        parts_q, parts_b, parts_d = [], [], []
         for d in range(radius + 1):
             masks = self.masks(d)
             step = max(1, PROBE_BLOCK // len(masks))
             for start in range(0, len(active), step):
                 chunk = active[start:start + step]
-                probes = keys[chunk, None] ^ masks[None, :]
-                rows, owner = self.buckets.gather(self.buckets.find(probes))
-                if len(rows):
-                    q = chunk[owner // len(masks)]
-                    parts_q.append(q)
-                    parts_r.append(rows)
-                    parts_d.append(np.full(len(rows), d, dtype=np.int32))
-                    counts += np.bincount(q, minlength=nq)
+                where, bucket = self.buckets.probe(keys[chunk], masks)
+                owner = chunk[where // len(masks)]
+                parts_q.append(owner)
+                parts_b.append(bucket)
+                parts_d.append(np.full(len(bucket), d, dtype=np.int64))
+                counts += np.bincount(owner, weights=sizes[bucket], minlength=nq).astype(np.int64)
             searched[active] = d
-            if k is not None:
-                active = active[counts[active] < k]
-                if not len(active):
-                    break
-        if not parts_q:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), searched
-        return np.concatenate(parts_q), np.concatenate(parts_r), np.concatenate(parts_d), searched
+            active = active[counts[active] < k]
+            if not len(active):
+                break
+        q, bucket, dist = _sort3(np.concatenate(parts_q), np.concatenate(parts_d), np.concatenate(parts_b))
+        pos, per_bucket = self.buckets.spans(bucket)
+        q, dist = np.repeat(q, per_bucket), np.repeat(dist, per_bucket)
+        lims, keep = _first_k(q, nq, k)
+        return Results(lims, self.buckets.row_ids[pos[keep]], dist[keep].astype(np.int32),
+                       np.zeros(int(lims[-1]), bool), searched, np.full(nq, "ball", dtype=object))
 
-    def _scan_radius(self, codes: np.ndarray, radius: int) -> list[Result]:
+    def _multi_index(self, codes: np.ndarray, k: int | None, max_level: int, radius: int | None = None) -> "Results":
+        """Multi-index hashing: k-nearest mode (queries short of k after `max_level` are left for
+        the fill) or radius mode (every level up to radius // m)."""
+        nq = len(codes)
+        q, bucket, dist, searched = self.multi_index.search(code_keys(codes), k, self.buckets.sizes(), max_level,
+                                                            radius)
+        q, bucket, dist = _sort3(q, dist, bucket)
+        pos, per_bucket = self.buckets.spans(bucket)
+        q, dist = np.repeat(q, per_bucket), np.repeat(dist, per_bucket)
+        lims, keep = _first_k(q, nq, k)
+        return Results(lims, self.buckets.row_ids[pos[keep]], dist[keep].astype(np.int32),
+                       np.zeros(int(lims[-1]), bool), searched, np.full(nq, "mih", dtype=object))
+
+    def _ball_radius(self, codes: np.ndarray, radius: int) -> "Results":
+        """Radius mode: every probe of the ball at once. Hits come out grouped by query and by
+        distance (probes are query-major, masks in distance order); sorting the hit *buckets* of
+        each (query, distance) band by position gives the (distance, code, row id) order without
+        ever sorting items."""
+        keys = code_keys(codes)
+        nq = len(keys)
+        masks = np.concatenate([self.masks(d) for d in range(radius + 1)])
+        mask_dist = np.repeat(np.arange(radius + 1), [len(self.masks(d)) for d in range(radius + 1)])
+        step = max(1, PROBE_BLOCK // len(masks))
+        parts_pos, parts_d, per_query = [], [], np.zeros(nq, dtype=np.int64)
+        for start in range(0, nq, step):
+            stop = min(nq, start + step)
+            where, bucket = self.buckets.probe(keys[start:stop], masks)
+            local_q = where // len(masks)
+            dist = mask_dist[where % len(masks)]
+            band = local_q * (radius + 1) + dist  # non-decreasing
+            if len(bucket) and int(band[-1]).bit_length() + 32 <= 64:
+                packed = (band.astype(np.uint64) << np.uint64(32)) | bucket.astype(np.uint64)
+                packed.sort()
+                bucket = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
+            else:
+                bucket = bucket[np.lexsort((bucket, band))]
+            pos, sizes = self.buckets.spans(bucket)
+            per_query[start:stop] = np.bincount(local_q, weights=sizes, minlength=stop - start).astype(np.int64)
+            parts_pos.append(pos)
+            parts_d.append(np.repeat(dist.astype(np.int32), sizes))
+        pos = np.concatenate(parts_pos) if parts_pos else np.zeros(0, np.int64)
+        dists = np.concatenate(parts_d) if parts_d else np.zeros(0, np.int32)
+        return Results(np.r_[0, np.cumsum(per_query)], self.buckets.row_ids[pos], dists, np.zeros(len(pos), bool),
+                       np.full(nq, radius), np.full(nq, "ball", dtype=object))
+
+    def _scan_radius(self, codes: np.ndarray, radius: int) -> "Results":
         lims, d, ids = self.ann.range_search(codes, radius)
-        q = np.repeat(np.arange(len(codes)), np.diff(lims))
-        return _split(len(codes), q, ids, d, None, np.full(len(codes), radius), "scan")
+        nq = len(codes)
+        q = np.repeat(np.arange(nq), np.diff(lims))
+        return self._ordered(q, d, ids, nq, None, np.full(nq, radius), "scan")
 
-    def _fill(self, codes: np.ndarray, which: np.ndarray, results: list[Result], k: int) -> None:
-        """Replace the answers of queries `which` by the exact k nearest (ties by row id) from FAISS."""
-        sub = codes[which]
+    def _fill(self, codes: np.ndarray, k: int, searched: np.ndarray, strategy: str) -> "Results":
+        """The exact k nearest (ties by code, then row id) of every query, from FAISS; hits beyond
+        `searched` (each query's completely searched radius) are marked filled."""
+        nq = len(codes)
         kk = min(k, len(self.ann))
         if kk == 0:
-            return
+            return Results(np.zeros(nq + 1, np.int64), *_empty(), searched, np.full(nq, strategy, dtype=object))
         # Ask FAISS for more than k: where the extra neighbours lie strictly beyond the k-th distance,
-        # every tie at the boundary is already in hand and is ordered by row id here. Only queries
-        # whose ties run past the extra ones need a second, range-search pass.
+        # every tie at the boundary is already in hand and is ordered here. Only queries whose ties
+        # run past the extra ones need a second, range-search pass.
         wide = min(len(self.ann), 2 * kk)
-        dw, iw = self.ann.search(sub, wide)
+        dw, iw = self.ann.search(codes, wide)
         kth = dw[:, kk - 1]
         ties_cut = (dw[:, wide - 1] == kth) & (wide < len(self.ann))
         keep = dw <= kth[:, None]
-        q = np.repeat(np.arange(len(sub)), keep.sum(axis=1))
+        q = np.repeat(np.arange(nq), keep.sum(axis=1))
         ids, d = iw[keep], dw[keep]
         if ties_cut.any():
             again = np.flatnonzero(ties_cut)
-            lims, d2, ids2 = self.ann.range_search(sub[again], kth[again])
+            lims, d2, ids2 = self.ann.range_search(codes[again], kth[again])
             q2 = np.repeat(again, np.diff(lims))
-            drop = np.isin(q, again)
+            drop = ties_cut[q]
             q, ids, d = np.r_[q[~drop], q2], np.r_[ids[~drop], ids2], np.r_[d[~drop], d2]
-        exact = _split(len(sub), q, ids, d, k, kth, "scan")
-        for j, qi in enumerate(which):
-            old = results[qi]
-            res = exact[j]
-            res.filled = res.distances > old.searched_radius
-            res.searched_radius = old.searched_radius
-            res.strategy = old.strategy if old.strategy == "scan" else f"{old.strategy}+fill"
-            results[qi] = res
+        return self._ordered(q, d, ids, nq, k, searched, strategy)
+
+    def _ordered(self, q, d, row_ids, nq, k, searched, strategy) -> "Results":
+        """Results from unordered (query, distance, row id) triples: ordered by (distance, code,
+        row id) within each query, the first k kept; hits beyond `searched` marked filled."""
+        pos = self.buckets.positions_of(row_ids)
+        q, pos, d = _sort3(np.asarray(q, np.int64), np.asarray(d, np.int64), pos)
+        lims, keep = _first_k(q, nq, k)
+        d = d[keep].astype(np.int32)
+        filled = d > np.repeat(np.asarray(searched), np.diff(lims))
+        return Results(lims, self.buckets.row_ids[pos[keep]], d, filled, np.asarray(searched, np.int64),
+                       np.full(nq, strategy, dtype=object))
+
+
+class Results(Sequence):
+    """The answers of a batch as flat arrays, as FAISS's range_search gives them: query i's hits are
+    [lims[i], lims[i + 1]). Indexing gives a `Result` per query (views, no copies)."""
+
+    def __init__(self, lims, row_ids, distances, filled, searched, strategies):
+        self.lims = np.asarray(lims, dtype=np.int64)
+        self.row_ids, self.distances, self.filled = row_ids, distances, filled
+        self.searched = np.asarray(searched, dtype=np.int64)
+        self.strategies = strategies
+
+    def __len__(self) -> int:
+        return len(self.lims) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        a, b = self.lims[i], self.lims[i + 1]
+        return Result(self.row_ids[a:b], self.distances[a:b], self.filled[a:b], int(self.searched[i]),
+                      str(self.strategies[i]))
+
+    def replace(self, which: np.ndarray, other: "Results") -> "Results":
+        """These results with queries `which` answered by `other` (one answer per query in `which`)."""
+        nq = len(self)
+        counts = np.diff(self.lims)
+        owner = np.repeat(np.arange(nq), counts)
+        keep = np.ones(nq, bool)
+        keep[which] = False
+        kept = keep[owner]
+        q = np.r_[owner[kept], np.repeat(which, np.diff(other.lims))]
+        order = np.argsort(q, kind="stable")
+        counts[which] = np.diff(other.lims)
+        strategies = self.strategies.copy()
+        strategies[which] = other.strategies
+        searched = self.searched.copy()
+        searched[which] = other.searched
+        return Results(np.r_[0, np.cumsum(counts)], np.r_[self.row_ids[kept], other.row_ids][order],
+                       np.r_[self.distances[kept], other.distances][order],
+                       np.r_[self.filled[kept], other.filled][order], searched, strategies)
 
 
 def _empty():
     return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, bool)
 
 
-def _sort_triples(q: np.ndarray, rows: np.ndarray, dists: np.ndarray):
-    """Sort (query, distance, row id) triples. Packed into one uint64 key when they fit (one sort
+def _sort3(q: np.ndarray, d: np.ndarray, pos: np.ndarray):
+    """Sort (query, distance, position) triples. Packed into one uint64 key when they fit (one sort
     of one array is several times faster than a three-key lexsort); lexsort otherwise."""
     if not len(q):
-        return q, rows, dists
-    rb = max(1, int(rows.max()).bit_length())
-    db = max(1, int(dists.max()).bit_length())
+        return q.astype(np.int64), pos.astype(np.int64), d.astype(np.int64)
+    pb = max(1, int(pos.max()).bit_length())
+    db = max(1, int(d.max()).bit_length())
     qb = max(1, int(q.max()).bit_length())
-    if rows.min() >= 0 and rb + db + qb <= 64:
-        key = (q.astype(np.uint64) << np.uint64(db + rb)) | (dists.astype(np.uint64) << np.uint64(rb)) \
-            | rows.astype(np.uint64)
+    if pb + db + qb <= 64:
+        key = (q.astype(np.uint64) << np.uint64(db + pb)) | (d.astype(np.uint64) << np.uint64(pb)) \
+            | pos.astype(np.uint64)
         key.sort()
-        mask = (np.uint64(1) << np.uint64(rb)) - np.uint64(1)
-        dmask = (np.uint64(1) << np.uint64(db)) - np.uint64(1)
-        return ((key >> np.uint64(db + rb)).astype(np.int64), (key & mask).astype(np.int64),
-                ((key >> np.uint64(rb)) & dmask).astype(np.int32))
-    order = np.lexsort((rows, dists, q))
-    return q[order], rows[order], dists[order]
+        return ((key >> np.uint64(db + pb)).astype(np.int64), (key & np.uint64((1 << pb) - 1)).astype(np.int64),
+                ((key >> np.uint64(pb)) & np.uint64((1 << db) - 1)).astype(np.int64))
+    order = np.lexsort((pos, d, q))
+    return q[order], pos[order], d[order]
 
 
-def _split(nq: int, q: np.ndarray, rows: np.ndarray, dists: np.ndarray, k: int | None,
-           searched: np.ndarray, strategy: str) -> list[Result]:
-    """Group flat (query, row, distance) triples per query, ordered by (distance, row id), first k kept."""
-    q, rows, dists = _sort_triples(q, rows, dists)
-    bounds = np.searchsorted(q, np.arange(nq + 1))
-    out = []
-    for i in range(nq):
-        a, b = bounds[i], bounds[i + 1]
-        if k is not None:
-            b = min(b, a + k)
-        out.append(Result(rows[a:b].astype(np.int64), dists[a:b].astype(np.int32), np.zeros(b - a, bool),
-                          int(searched[i]), strategy))
-    return out
+def _first_k(q: np.ndarray, nq: int, k: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(lims, keep) for hits sorted by query: keep the first k of each query (all if k is None)."""
+    counts = np.bincount(q, minlength=nq) if len(q) else np.zeros(nq, np.int64)
+    if k is None:
+        return np.r_[0, np.cumsum(counts)], slice(None)
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(len(q)) - np.repeat(starts, counts)
+    return np.r_[0, np.cumsum(np.minimum(counts, k))], rank < k

@@ -136,3 +136,34 @@ def test_from_keys_matches_build():
     b = BucketTable.from_keys(row_ids, to_keys(codes))
     for x, y in ((a.keys, b.keys), (a.offsets, b.offsets), (a.row_ids, b.row_ids)):
         np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("bits", [16, 32, 64])
+def test_find_hits_filter_has_no_false_negatives(bits):
+    """The bit filter in front of the binary search may let misses through, never drop a hit:
+    many keys (a filter of many words), probes near and far, against np.isin."""
+    rng = np.random.default_rng(bits)
+    codes = rng.integers(0, 256, size=(30000, bits // 8), dtype=np.uint8)
+    table = BucketTable.build(np.arange(len(codes)), codes)
+    keys = to_keys(codes)
+    probes = np.concatenate([keys ^ np.uint64(1), keys, to_keys(rng.integers(0, 256, (30000, bits // 8), np.uint8))])
+    where, idx = table.find_hits(probes)
+    expected = np.flatnonzero(np.isin(probes, table.keys))
+    assert where.tolist() == expected.tolist()
+    assert np.array_equal(table.keys[idx], probes[where])
+    rows, sizes = table.expand(idx)
+    assert len(rows) == sizes.sum() and sizes.min() >= 1
+
+
+def test_probe_grid_equals_find_hits_and_hash_is_xor_linear():
+    rng = np.random.default_rng(7)
+    codes = rng.integers(0, 256, size=(5000, 4), dtype=np.uint8)
+    codes[2500:] = codes[:2500] ^ np.uint8(1)  # near neighbours, so the grid has hits
+    table = BucketTable.build(np.arange(len(codes)), codes)
+    queries = to_keys(codes[rng.choice(len(codes), 50)])
+    masks = np.concatenate([np.zeros(1, np.uint64), np.uint64(1) << np.arange(32, dtype=np.uint64)])
+    grid = (queries[:, None] ^ masks[None, :]).ravel()
+    assert [a.tolist() for a in table.probe(queries, masks)] == [a.tolist() for a in table.find_hits(grid)]
+    _, hash_ = table._get_filter()
+    a, b = to_keys(codes[:100]), to_keys(codes[100:200])
+    assert np.array_equal(hash_(a ^ b), hash_(a) ^ hash_(b))

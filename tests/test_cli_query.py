@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from semhash.cli import main
+from semhash.buckets import code_keys
 from semhash.codes import from_hex, hamming
 
 BITS = 16
@@ -57,7 +58,12 @@ def brute(index):
     _, corpus, idx, queries, _, _ = index
     item_ids, item_codes = _codes(corpus, idx / "model")
     query_ids, query_codes = _codes(queries, idx / "model")
-    return item_ids, query_ids, hamming(query_codes, item_codes)
+    return item_ids, query_ids, hamming(query_codes, item_codes), code_keys(item_codes)
+
+
+def _order(dist_row, keys):
+    """Item positions by (distance, code, row id = corpus order): the documented tie order."""
+    return np.lexsort((np.arange(len(keys)), keys, dist_row))
 
 
 def _answers(result):
@@ -67,7 +73,7 @@ def _answers(result):
 
 def test_query_knn(index, brute):
     _, _, idx, queries, corpus_recs, query_recs = index
-    item_ids, query_ids, dist = brute
+    item_ids, query_ids, dist, keys = brute
     answers = _answers(run("query", queries, "-i", idx, "-k", 3))
     assert len(answers) == len(query_recs)
     assert [a["query_id"] for a in answers] == [q["id"] for q in query_recs] == query_ids
@@ -85,21 +91,21 @@ def test_query_knn(index, brute):
             assert h["filled"] == (h["distance"] > ans["searched_radius"])
         d = [h["distance"] for h in hits]
         assert d == sorted(d)
-        # the exact 3 nearest, ties broken by the order the items were indexed (the corpus order)
-        order = np.lexsort((np.arange(len(item_ids)), dist[qi]))[:3]
+        # the exact 3 nearest, ties broken by code, then by the order the items were indexed
+        order = _order(dist[qi], keys)[:3]
         assert d == dist[qi][order].tolist()
         assert [h["id"] for h in hits] == [item_ids[j] for j in order]
 
 
 def test_query_radius_mode_matches_brute_force(index, brute):
     _, _, idx, queries, _, _ = index
-    item_ids, _, dist = brute
+    item_ids, _, dist, keys = brute
     for strategy in ("auto", "ball", "scan"):
         answers = _answers(run("query", queries, "-i", idx, "-k", 0, "--radius", 1, "--strategy", strategy))
         for qi, ans in enumerate(answers):
             assert ans["searched_radius"] == 1
             got = [(h["distance"], h["id"]) for h in ans["hits"]]
-            within = [j for j in np.lexsort((np.arange(len(item_ids)), dist[qi])) if dist[qi][j] <= 1]
+            within = [j for j in _order(dist[qi], keys) if dist[qi][j] <= 1]
             assert got == [(int(dist[qi][j]), item_ids[j]) for j in within], strategy
             assert not any(h["filled"] for h in ans["hits"])
     # at the full radius every item comes back
@@ -130,14 +136,14 @@ def test_query_from_stdin(index):
 
 def test_query_single_query(index, brute):
     root, _, idx, _, _, query_recs = index
-    item_ids, _, dist = brute
+    item_ids, _, dist, keys = brute
     one = root / "one.jsonl"
     one.write_text(json.dumps(query_recs[0]) + "\n")
     answers = _answers(run("query", one, "-i", idx, "-k", 100))
     assert len(answers) == 1
     hits = answers[0]["hits"]
     assert len(hits) == len(item_ids)  # k larger than the collection: everything, sorted
-    order = np.lexsort((np.arange(len(item_ids)), dist[0]))
+    order = _order(dist[0], keys)
     assert [h["id"] for h in hits] == [item_ids[j] for j in order]
 
 

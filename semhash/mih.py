@@ -1,0 +1,116 @@
+"""Multi-index hashing (Norouzi, Punjani & Fleet): exact Hamming k-nearest search for long codes.
+
+Split the code into m substrings. An item within distance D of the query has, by the pigeonhole
+principle, some substring within floor(D / m) of the query's. So after probing every substring's
+table at substring distances 0..s (bit flips of a short substring: cheap), every item within
+D_s = m (s + 1) - 1 has been seen. A query is done once k items lie within its D_s.
+
+This works on *buckets* (the distinct codes of the bucket table), not items: substring table j maps
+each substring value to the bucket indices whose code has it. Each candidate bucket is verified
+with its full distance, and counted once: only through the first substring at its least substring
+distance (the level and table at which it is first reached). Everything is vectorized over the
+batch; no Python loop runs per query or per probe.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .buckets import BucketTable
+from .codes import flip_masks, popcount_keys
+
+MAX_BLOCK = 1 << 21   # probes or candidates materialized at once, about
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):  # numpy >= 2
+        return np.bitwise_count(x).astype(np.int64)
+    return popcount_keys(x).astype(np.int64)
+
+
+def substring_count(bits: int, n_codes: int) -> int:
+    """m ~ bits / log2(n): substrings about as long as the log of the number of codes, so that a
+    substring bucket holds about one code on average (Norouzi et al.'s choice)."""
+    return int(max(2, min(bits // 8, round(bits / max(1.0, np.log2(max(2, n_codes)))))))
+
+
+class MultiIndex:
+    def __init__(self, keys: np.ndarray, bits: int, m: int | None = None):
+        """keys: the bucket table's distinct codes (sorted uint64, a code in the low `bits` bits)."""
+        self.keys, self.bits = keys, bits
+        self.m = m or substring_count(bits, len(keys))
+        base, extra = divmod(bits, self.m)
+        self.widths = [base + (1 if j < extra else 0) for j in range(self.m)]
+        self.offsets = np.cumsum([0] + self.widths[:-1]).tolist()
+        ids = np.arange(len(keys), dtype=np.int64)
+        self.tables = [BucketTable.from_keys(ids, self._sub(keys, j)) for j in range(self.m)]
+        self._masks: dict[tuple[int, int], np.ndarray] = {}
+
+    def _sub(self, keys: np.ndarray, j: int) -> np.ndarray:
+        return (keys >> np.uint64(self.offsets[j])) & np.uint64((1 << self.widths[j]) - 1)
+
+    def searched(self, level: int) -> int:
+        """The radius completely searched once every substring is probed up to `level`."""
+        return min(self.bits, self.m * (level + 1) - 1)
+
+    def level_probes(self, level: int) -> int:
+        """Probes per query to run one more level (all substrings)."""
+        return sum(len(self.masks(w, level)) for w in self.widths)
+
+    def masks(self, width: int, level: int) -> np.ndarray:
+        if (width, level) not in self._masks:
+            self._masks[(width, level)] = flip_masks(width, level)
+        return self._masks[(width, level)]
+
+    def search(self, qkeys: np.ndarray, k: int | None, sizes: np.ndarray, max_level: int, radius: int | None = None):
+        """Candidate buckets of each query, levels 0..max_level; with k, each query stops at the
+        first level where k items lie within its searched radius.
+
+        Returns (q, bucket, distance) of every bucket within each query's searched radius (and
+        within `radius` if given), and the searched radius per query (-1 if no level ran)."""
+        nq = len(qkeys)
+        keep_d = self.searched(max_level) if radius is None else radius  # farther is never needed
+        hist = np.zeros((nq, keep_d + 1), dtype=np.int64)  # items per (query, distance) found so far
+        searched = np.full(nq, -1, dtype=np.int64)
+        active = np.arange(nq)
+        parts_q, parts_b, parts_d = [], [], []
+        for level in range(max_level + 1):
+            for j in range(self.m):
+                masks = self.masks(self.widths[j], level)
+                step = max(1, MAX_BLOCK // (len(masks) * 8))
+                for start in range(0, len(active), step):
+                    chunk = active[start:start + step]
+                    q, b, d = self._probe(qkeys, chunk, j, level, masks, keep_d)
+                    if len(q):
+                        parts_q.append(q)
+                        parts_b.append(b)
+                        parts_d.append(d)
+                        hist += np.bincount(q * (keep_d + 1) + d, weights=sizes[b],
+                                            minlength=nq * (keep_d + 1)).reshape(nq, keep_d + 1).astype(np.int64)
+            reach = min(self.searched(level), keep_d)
+            searched[active] = reach
+            if k is not None:
+                active = active[hist[active, :reach + 1].sum(axis=1) < k]
+            if not len(active):
+                break
+        if not parts_q:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), searched
+        q, b, d = np.concatenate(parts_q), np.concatenate(parts_b), np.concatenate(parts_d)
+        inside = d <= searched[q]
+        return q[inside], b[inside], d[inside], searched
+
+    def _probe(self, qkeys, chunk, j, level, masks, keep_d):
+        """(query, bucket, distance) of the buckets first reached at substring j, this level."""
+        where, sub_bucket = self.tables[j].probe(self._sub(qkeys[chunk], j), masks)
+        cand, per = self.tables[j].expand(sub_bucket)
+        owner = np.repeat(chunk[where // len(masks)], per)
+        x = self.keys[cand] ^ qkeys[owner]
+        d = _popcount(x)
+        near = np.flatnonzero(d <= keep_d)
+        x, owner, cand, d = x[near], owner[near], cand[near], d[near]
+        # first reached here iff no earlier substring is as close and no other one is closer
+        first = np.ones(len(x), dtype=bool)
+        for jj in range(self.m):
+            if jj != j:
+                dj = _popcount(self._sub(x, jj))
+                first &= (dj > level) if jj < j else (dj >= level)
+        return owner[first], cand[first], d[first]
