@@ -206,8 +206,8 @@ def test_hasher_errors(tmp_path):
     with pytest.raises(ConfigError, match="bits must be a positive multiple of 8"):
         AutoencoderHasher(bits=12)
     assert hasher_class("ae") is AutoencoderHasher
-    with pytest.raises(ConfigError, match="unknown hasher 'lsh'; choose one of: ae"):
-        hasher_class("lsh")
+    with pytest.raises(ConfigError, match="unknown hasher 'nope'; choose one of: ae, itq, pca, lsh"):
+        hasher_class("nope")
 
 
 # --- configuration and devices -----------------------------------------------------------------
