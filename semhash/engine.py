@@ -7,6 +7,8 @@ An index is one directory:
       model/         the model that encoded the items (a query is encoded by the same one)
       items.db       the SQLite store (absent when the manifest names another database URL)
       faiss.index    the FAISS binary index
+      features/      with keep_features: the featurizer's output rows by store row id, for re-ranking
+                     (see semhash.rerank for the layout)
 
 Every change is written to a temporary copy of the directory and renamed into place, so a failed
 or interrupted run leaves the previous index intact. With an external database (PostgreSQL) the
@@ -33,6 +35,7 @@ from .fsutil import atomic_directory, directory_checksum
 from .hashers import hasher_class
 from .indexer import IndexStats, check_batch, check_corpus, derive, index_corpus, write_batch
 from .model import Model, package_versions
+from .rerank import FEATURES_DIR, FeatureStore, carry, new_meta, rerank_results
 from .search import Result, Searcher
 from .store import Store, sqlite_url
 
@@ -45,8 +48,12 @@ FAISS_FILE = "faiss.index"
 
 @dataclass
 class Hit:
-    """One retrieved item: its id, Hamming distance to the query, a score in [0, 1] (1 - distance/bits),
-    its payload, and whether it came from the exact FAISS fill beyond the searched radius."""
+    """One retrieved item: its id, Hamming distance to the query, a score, its payload, and whether it
+    came from the exact FAISS fill beyond the searched radius.
+
+    The score is 1 - distance/bits, in [0, 1]; with `rerank=True` it is instead the cosine similarity
+    of the query's features and the item's kept features (rounded to 6 decimals), and `distance`
+    stays the Hamming distance."""
 
     id: str
     distance: int
@@ -78,6 +85,8 @@ class Engine:
         self._searcher: Searcher | None = None
         self._fresh: tuple = ()  # (manifest, buckets, ann) of the update being written
         self._model_dir: Path | None = None  # where the model was loaded from (its files keep its checksum)
+        self._features: FeatureStore | None = None  # the index's kept features, opened at the first re-rank
+        self.dropped_features: str | None = None  # set by rebuild when it could not keep the features
 
     # --- construction -------------------------------------------------------------------
     @classmethod
@@ -96,34 +105,39 @@ class Engine:
 
     # --- indexing -----------------------------------------------------------------------
     def index(self, corpus: str | Path | Corpus, directory: str | Path | None = None, db_url: str | None = None,
-              progress: bool = True, namespace: str | None = None) -> IndexStats:
+              progress: bool = True, namespace: str | None = None,
+              keep_features: bool | None = None) -> IndexStats:
         """Add (or replace, by id) every record of a corpus; creates the index directory if needed.
 
         `namespace` names the store's tables (default "semhash"), so that several indexes can share one
-        database; an existing index keeps its own."""
+        database; an existing index keeps its own. `keep_features=True` keeps each item's features in
+        the index for re-ranking (`query(..., rerank=True)`); None follows the index (a new one keeps
+        none); False on an index that keeps them drops them. Features cannot be added to an index that
+        already holds items without them."""
         source = corpus if isinstance(corpus, Corpus) else Corpus(corpus)
         # bad input (a malformed corpus, the wrong kind or width) fails before anything is touched: an
         # external database is changed in place, and a failure there would leave it needing a rebuild
         total = check_corpus(self.model, source)
-        with self._update(directory, db_url, namespace) as store:
-            return index_corpus(self.model, store, source, progress=progress, total=total)
+        with self._update(directory, db_url, namespace, keep_features) as (store, features):
+            return index_corpus(self.model, store, source, progress=progress, total=total, features=features)
 
     def add(self, records: Batch | list[dict]) -> IndexStats:
-        """Add or replace records (a Batch, or dicts with id and text/vector) in the loaded index."""
+        """Add or replace records (a Batch, or dicts with id and text/vector) in the loaded index
+        (their features too, when the index keeps features)."""
         batch = records if isinstance(records, Batch) else _batch_from_dicts(records)
         check_batch(self.model, batch, "the records")  # before the store is touched
-        with self._update(None, None) as store:
-            return write_batch(self.model, store, batch)
+        with self._update(None, None) as (store, features):
+            return write_batch(self.model, store, batch, features=features)
 
     def remove(self, ids: list[str]) -> int:
         """Delete items by id from the store, the buckets and FAISS; returns how many existed."""
-        with self._update(None, None) as store:
+        with self._update(None, None) as (store, _features):
             removed, _codes = store.delete([str(i) for i in ids])
         return len(removed)
 
     @contextlib.contextmanager
-    def _update(self, directory: str | Path | None, db_url: str | None,
-                namespace: str | None = None) -> Iterator[Store]:
+    def _update(self, directory: str | Path | None, db_url: str | None, namespace: str | None = None,
+                keep_features: bool | None = None) -> Iterator[tuple[Store, FeatureStore | None]]:
         target = Path(directory) if directory is not None else self.directory
         if target is None:
             target = Path(DEFAULT_INDEX_DIR)
@@ -144,11 +158,12 @@ class Engine:
                                   f"{existing.get('namespace', 'semhash')!r}; it cannot be changed")
             namespace = existing.get("namespace", "semhash")
         namespace = namespace or "semhash"
+        keep = _keep_features(target, existing, keep_features)
         previous_store = self.store
         self.close()
         try:
-            with self._write(target, existing, db_url, namespace) as store:
-                yield store
+            with self._write(target, existing, db_url, namespace, keep) as written:
+                yield written
         except BaseException:
             # the index on disk is unchanged (or, with an external database, left for `semhash rebuild`):
             # keep answering from the previous one (a closed Store reconnects when used)
@@ -158,12 +173,20 @@ class Engine:
         self._attach(target, *self._fresh)
 
     @contextlib.contextmanager
-    def _write(self, target: Path, existing: dict | None, db_url: str | None, namespace: str) -> Iterator[Store]:
+    def _write(self, target: Path, existing: dict | None, db_url: str | None, namespace: str,
+               keep_features: bool) -> Iterator[tuple[Store, FeatureStore | None]]:
         with atomic_directory(target) as tmp:
             if existing is not None:
                 _carry_over(target, tmp)
             else:
                 self._write_model(tmp / "model")
+            features = None
+            if keep_features:
+                kept = (existing or {}).get("features")
+                if kept:
+                    carry(target / FEATURES_DIR, tmp / FEATURES_DIR)
+                features = FeatureStore(tmp / FEATURES_DIR,
+                                        kept or new_meta(self.model.kind, self.model.featurizer.dim))
             store = Store(db_url or sqlite_url(tmp / SQLITE_FILE), self.model.bits, namespace=namespace)
             try:
                 generation = (existing or {}).get("generation", 0) + 1
@@ -173,22 +196,30 @@ class Engine:
                                       f"(namespace {namespace!r}); use an empty database or another namespace")
                 _check_store_generation(store, existing, target)
                 store.set_meta("pending", str(generation))
-                yield store
-                self._fresh = self._finish(tmp, store, existing, db_url, namespace, generation)
+                yield store, features
+                self._fresh = self._finish(tmp, store, existing, db_url, namespace, generation, features)
             finally:
                 store.close()
+                if features is not None:
+                    features.abort()
 
     def _finish(self, tmp: Path, store: Store, existing: dict | None, db_url: str | None, namespace: str,
-                generation: int) -> tuple[dict, BucketTable, BinaryANN]:
-        """Derive FAISS from the store into the new copy, mark the store finished, write the manifest.
+                generation: int, features: FeatureStore | None = None,
+                strict: bool = True) -> tuple[dict, BucketTable, BinaryANN]:
+        """Derive FAISS from the store into the new copy, finish the kept features, mark the store
+        finished, write the manifest.
 
-        Returns what `_attach` needs, so the engine takes up the new state without reading it back."""
+        Returns what `_attach` needs, so the engine takes up the new state without reading it back.
+        With `strict=False`, features that do not cover every stored item are dropped, not an error."""
         buckets, ann = derive(store)
         ann.save(tmp / FAISS_FILE)
+        features_meta = features.finish(buckets.row_ids, strict=strict) if features is not None else None
+        if features is not None and features_meta is None:
+            shutil.rmtree(tmp / FEATURES_DIR, ignore_errors=True)
         store.set_meta("generation", str(generation))
         store.set_meta("pending", "")
         store.set_meta("model_checksum", self.model.checksum or "")
-        manifest = self._manifest(existing, db_url, namespace, generation, store, buckets, ann)
+        manifest = self._manifest(existing, db_url, namespace, generation, store, buckets, ann, features_meta)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         return manifest, buckets, ann
 
@@ -206,7 +237,7 @@ class Engine:
         self.model.save(destination)
 
     def _manifest(self, existing: dict | None, db_url: str | None, namespace: str, generation: int, store: Store,
-                  buckets: BucketTable, ann: BinaryANN) -> dict:
+                  buckets: BucketTable, ann: BinaryANN, features: dict | None = None) -> dict:
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         return {
             "format": INDEX_FORMAT,
@@ -220,6 +251,7 @@ class Engine:
             "namespace": namespace,
             "generation": generation,
             "counts": {"items": store.count(), "faiss": len(ann), "distinct_codes": buckets.n_buckets},
+            "features": features,
             "versions": package_versions(),
         }
 
@@ -261,6 +293,7 @@ class Engine:
         self._model_dir = self.directory / "model"
         self.buckets, self.ann = buckets, ann
         self._searcher = None
+        self._features = None
 
     def save(self, directory: str | Path) -> Path:
         """Copy the index to another directory (for an external database, the new copy shares it)."""
@@ -276,7 +309,11 @@ class Engine:
 
     @classmethod
     def rebuild(cls, directory: str | Path) -> "Engine":
-        """Rebuild the FAISS index and manifest counts from the store of record."""
+        """Rebuild the FAISS index and manifest counts from the store of record.
+
+        Kept features are kept when the store is in step with them; when an unfinished run changed the
+        store (features of its items may be missing or stale), or some stored items have none, they are
+        dropped, and `dropped_features` says why (re-index with keep_features to have them again)."""
         directory = Path(directory)
         manifest = _read_manifest(directory)
         model = Model.load(directory / "model")
@@ -286,10 +323,21 @@ class Engine:
             _carry_over(directory, tmp)
             # a SQLite store is the copy that goes into place: its meta must be reset there, not in the old file
             store = _open_store(manifest, tmp)
+            features = None
             try:
-                generation = max(int(store.get_meta("generation") or 0), int(store.get_meta("pending") or 0),
-                                 manifest.get("generation", 0))
-                fresh = engine._finish(tmp, store, manifest, manifest.get("db_url"), namespace, generation)
+                stored, pending = int(store.get_meta("generation") or 0), int(store.get_meta("pending") or 0)
+                generation = max(stored, pending, manifest.get("generation", 0))
+                if manifest.get("features"):
+                    if pending or stored != manifest.get("generation", 0):
+                        engine.dropped_features = ("the store was changed by a run that did not finish, so the "
+                                                   "kept features of its items may be stale")
+                    else:
+                        carry(directory / FEATURES_DIR, tmp / FEATURES_DIR)
+                        features = FeatureStore(tmp / FEATURES_DIR, manifest["features"])
+                fresh = engine._finish(tmp, store, manifest, manifest.get("db_url"), namespace, generation,
+                                       features, strict=False)
+                if features is not None and fresh[0]["features"] is None:
+                    engine.dropped_features = "some stored items have no kept features"
             finally:
                 store.close()
         engine._attach(directory, *fresh)
@@ -301,20 +349,54 @@ class Engine:
         self.store = None
 
     # --- querying -------------------------------------------------------------------------
-    def query(self, item, k: int | None = 10, radius: int = 2, strategy: str = "auto") -> list["Hit"]:
+    def query(self, item, k: int | None = 10, radius: int = 2, strategy: str = "auto", rerank: bool = False,
+              candidates: int | None = None) -> list["Hit"]:
         """Hits for one query (a text, or a vector as a list or 1-D array)."""
         items = [item] if isinstance(item, str) else [list(np.asarray(item, dtype=np.float32).ravel())]
-        return self.query_batch(items, k=k, radius=radius, strategy=strategy)[0].hits
+        return self.query_batch(items, k=k, radius=radius, strategy=strategy, rerank=rerank,
+                                candidates=candidates)[0].hits
 
-    def query_batch(self, items: Batch | list, k: int | None = 10, radius: int = 2,
-                    strategy: str = "auto") -> list["Answer"]:
-        """Answer many queries together (a Batch, a list of texts, or a 2-D array of vectors)."""
+    def query_batch(self, items: Batch | list, k: int | None = 10, radius: int = 2, strategy: str = "auto",
+                    rerank: bool = False, candidates: int | None = None) -> list["Answer"]:
+        """Answer many queries together (a Batch, a list of texts, or a 2-D array of vectors).
+
+        `rerank=True` (an index built with keep_features): the code search gives the candidates (with k,
+        the `candidates` nearest by Hamming distance, default max(10 k, 100); with k=None, every item
+        within the radius), ordered by the cosine similarity of their kept features to the query's
+        (ties: Hamming distance, then search order); the first k are returned, scored by that cosine."""
         if self.directory is None:
             raise IndexError_("no index loaded: use Engine.load(DIR) or Engine.index(CORPUS)")
+        if candidates is not None and not rerank:
+            raise ConfigError("candidates applies only to re-ranking (rerank=True, --rerank)")
         batch = items if isinstance(items, Batch) else records_from_strings(items)
         self.model.check_kind(batch, "the query")
-        results = self.searcher.search(self.model.encode(batch), k=k, radius=radius, strategy=strategy)
-        return self._answers(batch, results)
+        if not rerank:
+            results = self.searcher.search(self.model.encode(batch), k=k, radius=radius, strategy=strategy)
+            return self._answers(batch, results)
+        features = self.features
+        n_candidates = None
+        if k is not None:
+            if candidates is not None and (candidates < 1 or candidates < k):
+                raise ConfigError(f"candidates must be at least k ({k}), got {candidates}")
+            n_candidates = candidates if candidates is not None else max(10 * k, 100)
+        X = self.model.features(batch)
+        results = self.searcher.search(self.model.hasher.encode(X), k=n_candidates, radius=radius,
+                                       strategy=strategy)
+        results, scores = rerank_results(results, X, features, k)
+        return self._answers(batch, results, scores)
+
+    @property
+    def features(self) -> FeatureStore:
+        """The index's kept features (for re-ranking); IndexError_ when it keeps none."""
+        if self._features is None:
+            meta = self.manifest.get("features")
+            if not meta:
+                raise IndexError_(f"the index at {self.directory} keeps no features, so it cannot re-rank; "
+                                  f"index the corpus again into a new directory with --keep-features "
+                                  f"(`semhash index CORPUS -o NEW_DIR --keep-features`; keep_features=True in "
+                                  f"Python), or query without --rerank")
+            self._features = FeatureStore(self.directory / FEATURES_DIR, meta)
+        return self._features
 
     @property
     def searcher(self) -> Searcher:
@@ -322,15 +404,18 @@ class Engine:
             self._searcher = Searcher(self.buckets, self.ann, self.model.bits)
         return self._searcher
 
-    def _answers(self, batch: Batch, results: list[Result]) -> list["Answer"]:
+    def _answers(self, batch: Batch, results: list[Result],
+                 scores: list[np.ndarray] | None = None) -> list["Answer"]:
+        """Answers with payloads (one store query for the batch); `scores` replaces 1 - distance/bits."""
         wanted = np.unique(np.concatenate([r.row_ids for r in results])) if results else np.zeros(0, np.int64)
         items = {it.row_id: it for it in self.store.fetch(wanted.tolist())} if len(wanted) else {}
         bits = self.model.bits
         answers = []
-        for qid, res in zip(batch.ids, results):
-            hits = [Hit(id=items[r].ext_id, distance=int(d), score=round(1.0 - d / bits, 6),
-                        payload=items[r].payload, filled=bool(f))
-                    for r, d, f in zip(res.row_ids.tolist(), res.distances.tolist(), res.filled.tolist())]
+        for i, (qid, res) in enumerate(zip(batch.ids, results)):
+            dists = res.distances.tolist()
+            score = [round(1.0 - d / bits, 6) for d in dists] if scores is None else scores[i].tolist()
+            hits = [Hit(id=items[r].ext_id, distance=int(d), score=s, payload=items[r].payload, filled=bool(f))
+                    for r, d, s, f in zip(res.row_ids.tolist(), dists, score, res.filled.tolist())]
             answers.append(Answer(query_id=qid, searched_radius=res.searched_radius, strategy=res.strategy,
                                   hits=hits))
         return answers
@@ -344,6 +429,11 @@ class Engine:
         disk = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file()
                    and p.parts[len(self.directory.parts)] != "model")
         memory = self.buckets.nbytes() + len(self.ann) * (self.model.bits // 8 + 8)
+        kept = self.manifest.get("features")
+        features = {"kept": False} if not kept else {
+            "kept": True, "layout": kept["layout"], "dtype": kept["dtype"], "dim": kept["dim"],
+            "rows": kept["rows"], "segments": len(kept["segments"]), "bytes": kept["bytes"],
+            "bytes_per_item": round(kept["bytes"] / max(1, n), 2)}
         return {
             "directory": str(self.directory),
             "manifest": self.manifest,
@@ -351,6 +441,7 @@ class Engine:
             "store": self.store.masked_url() if self.store else None,
             "bytes_per_item": {"memory": round(memory / max(1, n), 2), "disk": round(disk / max(1, n), 2)},
             "buckets": self.buckets.stats(),
+            "features": features,
         }
 
 
@@ -384,6 +475,19 @@ def _carry_over(src: Path, dst: Path) -> None:
             shutil.copytree(path, dst / name)
         elif path.exists():
             shutil.copy2(path, dst / name)
+
+
+def _keep_features(target: Path, existing: dict | None, keep_features: bool | None) -> bool:
+    """Whether an update keeps features: as asked, else as the index does. Refused before anything is
+    touched: features asked of an index whose items were stored without them."""
+    has = bool((existing or {}).get("features"))
+    if keep_features is None:
+        return has
+    if keep_features and not has and existing is not None and existing.get("counts", {}).get("items", 0):
+        raise IndexError_(f"the index at {target} was built without --keep-features, so the features of the "
+                          f"items it holds are not kept; index the corpus with --keep-features into a new "
+                          f"directory (-o NEW_DIR), or delete {target} first")
+    return bool(keep_features)
 
 
 def _open_store(manifest: dict, directory: Path) -> Store:

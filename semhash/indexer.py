@@ -15,6 +15,7 @@ from .ann import BinaryANN
 from .buckets import BucketTable
 from .corpus import Batch, Corpus
 from .model import Model
+from .rerank import FeatureStore
 from .store import Store
 
 
@@ -28,11 +29,18 @@ class IndexStats:
         return self.added + self.replaced
 
 
-def write_batch(model: Model, store: Store, batch: Batch, source: str = "the input") -> IndexStats:
-    """Encode one batch and upsert it into the store."""
+def write_batch(model: Model, store: Store, batch: Batch, source: str = "the input",
+                features: FeatureStore | None = None) -> IndexStats:
+    """Encode one batch and upsert it into the store (and its features, by row id, into `features`)."""
     model.check_kind(batch, source)
-    codes = model.encode(batch)
+    if features is None:
+        codes = model.encode(batch)
+    else:
+        X = model.features(batch)
+        codes = model.hasher.encode(X)
     res = store.upsert(batch.ids, codes, batch.payloads, batch.labels)
+    if features is not None:
+        features.append(res.row_ids, X)
     replaced = int(np.count_nonzero(res.replaced))
     return IndexStats(added=len(batch) - replaced, replaced=replaced)
 
@@ -59,7 +67,7 @@ def check_batch(model: Model, batch: Batch, source: str = "the input") -> None:
 
 
 def index_corpus(model: Model, store: Store, corpus: Corpus, progress: bool = True,
-                 total: int | None = None) -> IndexStats:
+                 total: int | None = None, features: FeatureStore | None = None) -> IndexStats:
     """Validate the whole corpus (unless `total`, its record count, says that was done), then encode and
     store it batch by batch."""
     if total is None:
@@ -68,7 +76,7 @@ def index_corpus(model: Model, store: Store, corpus: Corpus, progress: bool = Tr
     with tqdm(total=total, disable=not progress, file=sys.stderr, unit="item", desc="indexing",
               dynamic_ncols=True, leave=False) as bar:
         for batch in corpus.batches():
-            s = write_batch(model, store, batch, corpus.path)
+            s = write_batch(model, store, batch, corpus.path, features=features)
             stats.added += s.added
             stats.replaced += s.replaced
             bar.update(len(batch))
