@@ -41,7 +41,9 @@ def training_options(fn):
     """Options shared by every command that may train a model."""
     opts = [
         click.option("--bits", default=32, show_default=True, help="Code length (a multiple of 8)."),
-        click.option("--hasher", default="ae", show_default=True, help="How codes are made: ae (autoencoder)."),
+        click.option("--hasher", default="ae", show_default=True, type=click.Choice(["ae", "itq", "pca", "lsh"]),
+                     help="How codes are made: ae (the autoencoder), or a baseline: itq (iterative quantization), "
+                          "pca (PCA-sign), lsh (random hyperplanes). The baselines use --bits and --seed only."),
         click.option("--epochs", default=30, show_default=True, help="Most training epochs (early stopping may end sooner)."),
         click.option("--batch-size", default=0, show_default=True,
                      help="Training batch size; 0 picks one (32-256) that gives about 100 steps an epoch."),
@@ -173,10 +175,14 @@ def _index_dir_option(fn):
 @click.option("--db", "db_url", default=None,
               help="SQLAlchemy URL of the store (default: a SQLite file inside the index directory), "
                    "e.g. postgresql://user@host/db.")
+@click.option("--keep-features", is_flag=True,
+              help="Keep each item's features (TF-IDF row or vector) in the index, for `query --rerank`. "
+                   "An index that keeps them keeps them up to date on every later run.")
 @training_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress or log lines on stderr.")
 @_fail_cleanly
-def index_cmd(corpus: str, output: str, model_dir: str | None, db_url: str | None, quiet: bool, **opts) -> None:
+def index_cmd(corpus: str, output: str, model_dir: str | None, db_url: str | None, keep_features: bool,
+              quiet: bool, **opts) -> None:
     """Index CORPUS: encode every item and store it by code. Items whose id is already indexed are replaced."""
     from .corpus import Corpus
     from .engine import Engine, MANIFEST
@@ -188,11 +194,14 @@ def index_cmd(corpus: str, output: str, model_dir: str | None, db_url: str | Non
         engine = Engine.load(output)
     else:
         engine = Engine(train_model(corpus, quiet, **opts))
-    stats = engine.index(source, output, db_url=db_url, progress=not quiet)
+    stats = engine.index(source, output, db_url=db_url, progress=not quiet, keep_features=keep_features or None)
     counts = engine.manifest["counts"]
     _log(f"Indexed {stats.written} items into {output} ({stats.added} added, {stats.replaced} replaced)", quiet)
-    _emit({"index": output, "added": stats.added, "replaced": stats.replaced, "items": counts["items"],
-           "distinct_codes": counts["distinct_codes"], "bits": engine.model.bits})
+    summary = {"index": output, "added": stats.added, "replaced": stats.replaced, "items": counts["items"],
+               "distinct_codes": counts["distinct_codes"], "bits": engine.model.bits}
+    if engine.manifest.get("features"):
+        summary["features"] = True
+    _emit(summary)
     engine.close()
 
 
@@ -203,12 +212,19 @@ def index_cmd(corpus: str, output: str, model_dir: str | None, db_url: str | Non
 @click.option("-k", default=10, show_default=True,
               help="Hits per query (the exact k nearest); 0 returns every item within --radius instead.")
 @click.option("--radius", default=2, show_default=True, help="Hamming radius of the bit-flip search.")
-@click.option("--strategy", type=click.Choice(["auto", "ball", "scan"]), default="auto", show_default=True,
-              help="ball: bucket probes by bit flips; scan: exhaustive FAISS search; auto: the cheaper.")
+@click.option("--strategy", type=click.Choice(["auto", "ball", "mih", "scan"]), default="auto", show_default=True,
+              help="ball: bucket probes by bit flips; mih: multi-index hashing (substring tables); "
+                   "scan: exhaustive FAISS search; auto: the cheaper. Every strategy gives the same answer.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "tsv"]), default="jsonl", show_default=True,
               help="jsonl: one line per query; tsv: one line per hit (query id, rank, id, distance, score).")
+@click.option("--rerank", is_flag=True,
+              help="Re-order the code search's candidates by cosine similarity of the kept features "
+                   "(an index built with --keep-features); score becomes that cosine.")
+@click.option("--candidates", type=int, default=None,
+              help="With --rerank and -k: how many nearest by Hamming distance to re-rank  [default: max(10k, 100)].")
 @_fail_cleanly
-def query(file: str, index_dir: str, k: int, radius: int, strategy: str, fmt: str) -> None:
+def query(file: str, index_dir: str, k: int, radius: int, strategy: str, fmt: str, rerank: bool,
+          candidates: int | None) -> None:
     """Search the index for each query in FILE (text lines, JSONL with text or vector, .npy; - for stdin)."""
     from dataclasses import asdict
 
@@ -220,7 +236,8 @@ def query(file: str, index_dir: str, k: int, radius: int, strategy: str, fmt: st
     source.validate()
     header = fmt == "tsv"
     for batch in source.batches():
-        answers = engine.query_batch(batch, k=k or None, radius=radius, strategy=strategy)
+        answers = engine.query_batch(batch, k=k or None, radius=radius, strategy=strategy, rerank=rerank,
+                                     candidates=candidates)
         if header:  # after the first batch is answered, so an error leaves stdout empty
             click.echo("query_id\trank\tid\tdistance\tscore")
             header = False
@@ -269,8 +286,94 @@ def rebuild(index_dir: str) -> None:
     from .engine import Engine
 
     engine = Engine.rebuild(index_dir)
-    _emit({"index": index_dir, "items": engine.manifest["counts"]["items"]})
+    summary = {"index": index_dir, "items": engine.manifest["counts"]["items"]}
+    if engine.dropped_features:
+        _log(f"Dropped the kept features: {engine.dropped_features}; index the corpus again with "
+             f"--keep-features into a new directory to re-rank")
+        summary["features"] = "dropped"
+    elif engine.manifest.get("features"):
+        summary["features"] = "kept"
+    _emit(summary)
     engine.close()
+
+
+@main.command("eval", epilog="Example: semhash eval data/debian-sample.jsonl --methods itq,pca,lsh --bits 16,32 "
+                             "--query-count 300 --json eval.json")
+@click.argument("corpus")
+@click.option("--queries", "queries_path", default=None,
+              help="A separate labelled query corpus (same kind as CORPUS); CORPUS is then the whole database.")
+@click.option("--query-count", type=int, default=None,
+              help="Queries drawn from CORPUS by a seeded split; the rest is the database  [default: 1000].")
+@click.option("--methods", default="ae,itq,pca,lsh", show_default=True,
+              help="Comma-separated: ae (the autoencoder), itq, pca (PCA-sign), lsh (random hyperplanes).")
+@click.option("--bits", "bits_list", default="16,32,64", show_default=True,
+              help="Comma-separated code lengths (multiples of 8).")
+@click.option("-k", default=100, show_default=True, help="Cut-off of precision@k (and of the float-feature kNN ceiling).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the query split and of every hasher.")
+@click.option("--epochs", type=int, default=None, help="Autoencoder: most training epochs  [default: the trainer's].")
+@click.option("--hidden", default=None, help="Autoencoder: encoder layer widths, e.g. 512,256  [default: the model's].")
+@click.option("--device", default=None, type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+              help="Autoencoder: where to train  [default: auto].")
+@click.option("--max-features", default=10000, show_default=True, help="Vocabulary size for text corpora.")
+@click.option("--standardize/--no-standardize", default=False, show_default=True,
+              help="Standardize dense vectors before hashing.")
+@click.option("--json", "json_path", default=None, help="Also write every figure (and the curves) to this JSON file.")
+@click.option("--plot", "plot_path", default=None,
+              help="Draw precision-recall and precision@k curves into this image (needs matplotlib).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or log lines on stderr.")
+@_fail_cleanly
+def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, methods: str, bits_list: str, k: int,
+             seed: int, epochs: int | None, hidden: str | None, device: str | None, max_features: int,
+             standardize: bool, json_path: str | None, plot_path: str | None, quiet: bool) -> None:
+    """Score every method at every code length on a labelled CORPUS: one table on stdout.
+
+    Each method is trained on the database part (the featurizer too), the queries are ranked against it by
+    Hamming distance, and an item is relevant when it has the query's (first) label. Columns: mAP and
+    precision@k with ties in index order and, beside each, the tie-averaged (expected) value; precision and
+    recall within Hamming radius 2; distinct database codes; training seconds. The float-knn row is the
+    precision@k of exact kNN on the features (a reference ceiling), the random row a random ranking's.
+    """
+    from .corpus import Corpus
+    from .errors import ConfigError
+    from .evalrun import check_plot_path, format_table, parse_bits, parse_methods, plot_report, run_evaluation
+
+    method_names, bits = parse_methods(methods), parse_bits(bits_list)
+    if k < 1:
+        raise ConfigError(f"-k must be at least 1, got {k}")
+    if queries_path is not None and query_count is not None:
+        raise ConfigError("give either --queries FILE or --query-count N, not both")
+    if queries_path is None and query_count is None:
+        query_count = 1000
+    if query_count is not None and query_count < 1:
+        raise ConfigError(f"--query-count must be at least 1, got {query_count}")
+    widths = None
+    if hidden is not None:
+        try:
+            widths = [int(w) for w in hidden.split(",") if w.strip()]
+        except ValueError:
+            raise ConfigError(f"--hidden must be comma-separated integers, got {hidden!r}") from None
+        if not widths or min(widths) < 1:
+            raise ConfigError(f"--hidden needs at least one positive width, got {hidden!r}")
+    if plot_path is not None:
+        check_plot_path(plot_path)  # matplotlib present, a known image type, before hours of training
+    if json_path is not None and not Path(json_path).absolute().parent.is_dir():
+        raise ConfigError(f"--json {json_path}: the folder {Path(json_path).absolute().parent} does not exist")
+
+    database = Corpus(corpus).read_all()
+    queries = Corpus(queries_path).read_all() if queries_path is not None else None
+    report = run_evaluation(
+        database, queries, query_count=query_count, methods=method_names, bits=bits, k=k, seed=seed,
+        ae_options={"epochs": epochs, "hidden": widths, "device": device},
+        feature_options={"max_features": max_features, "standardize": standardize},
+        name=corpus, source=corpus, query_source=queries_path or corpus,
+        log=None if quiet else (lambda msg: _log(msg)), progress=not quiet)
+    click.echo(format_table(report))
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        _log(f"Wrote {json_path}", quiet)
+    if plot_path is not None:
+        plot_report(report, plot_path)
+        _log(f"Drew {plot_path}", quiet)
 
 
 if __name__ == "__main__":  # pragma: no cover

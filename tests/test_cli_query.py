@@ -192,4 +192,4 @@ def test_query_bad_strategy_is_a_usage_error(index):
     _, _, idx, queries, _, _ = index
     result = run("query", queries, "-i", idx, "--strategy", "fast")
     assert result.exit_code == 2
-    assert "'fast' is not one of 'auto', 'ball', 'scan'" in result.stderr
+    assert "'fast' is not one of 'auto', 'ball', 'mih', 'scan'" in result.stderr

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Code quality of every method at every code length, on Fashion-MNIST and the Debian descriptions: the
+README's quality table, from the raw data, in one command.
+
+    python scripts/bench_quality.py                          # both datasets, ae,itq,pca,lsh at 16,32,64 bits
+    python scripts/bench_quality.py --datasets fmnist --bits 32 --methods ae,itq --out-json fm32.json
+
+Datasets (relevance = same label; every method is scored on the same split, with the same seed):
+
+- fmnist: Fashion-MNIST read by scripts/prepare_fashion_mnist.py's loader (the Debian package
+  dataset-fashion-mnist in /usr/share/datasets/fashion-mnist, else its cache or download); pixels scaled
+  to [0, 1]; the 60,000 training images are the database, the 10,000 test images the queries.
+- debian: the Debian package descriptions corpus, built from `apt-cache dumpavail` and the English
+  translation indices by `scripts/make_debian_sample.py --limit 0 --min-section-size 200` (label = Section,
+  the package name kept out of the text, exact duplicate descriptions dropped, sections with at least 200
+  packages); 2,000 queries drawn from it by a seeded split (`semhash.evalrun.split_queries`), the rest is
+  the database; TF-IDF features fitted on the database. The long descriptions need the translation
+  indices: `sudo apt-get update -o Acquire::Languages=en` first (the script refuses without them), or
+  give a corpus built earlier with --debian-corpus FILE.
+
+Everything goes through `semhash.evalrun.run_evaluation`, the driver of `semhash eval`. Prints one
+markdown table per dataset on stdout (progress on stderr) and writes all figures, curves and timings as
+JSON to --out-json after each dataset.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SCRIPTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(SCRIPTS))
+
+from semhash.corpus import Corpus  # noqa: E402
+from semhash.errors import SemhashError  # noqa: E402
+from semhash.evalrun import (batch_from_arrays, format_table, parse_bits, parse_methods,  # noqa: E402
+                             run_evaluation)
+
+DATASETS = ("fmnist", "debian")
+TRANSLATIONS = "/var/lib/apt/lists/*Translation-en*"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load_fmnist(root: str | None):
+    from prepare_fashion_mnist import load_fashion_mnist
+
+    d = load_fashion_mnist(root)
+    scale = np.float32(255.0)
+    db = batch_from_arrays(d["train_x"].astype(np.float32) / scale, d["train_y"], prefix="train-")
+    queries = batch_from_arrays(d["test_x"].astype(np.float32) / scale, d["test_y"], prefix="test-")
+    return db, queries, {"source": "Fashion-MNIST (train = database, test = queries)"}
+
+
+def build_debian(path: Path) -> str:
+    """Run make_debian_sample.py for the full corpus into `path`; returns its summary (stderr)."""
+    if not [p for p in glob.glob(TRANSLATIONS) if not p.endswith(".diff")]:
+        sys.exit(f"error: no English translation indices ({TRANSLATIONS}), so the corpus would lack the long "
+                 "descriptions: run `sudo apt-get update -o Acquire::Languages=en` first, or pass --debian-corpus "
+                 "FILE with a corpus built earlier")
+    cmd = [sys.executable, str(SCRIPTS / "make_debian_sample.py"), "--limit", "0", "--min-section-size", "200",
+           "-o", str(path)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"error: {' '.join(cmd)} failed:\n{res.stderr}")
+    return res.stderr.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="fmnist,debian", help="comma-separated: fmnist, debian")
+    ap.add_argument("--bits", default="16,32,64", help="comma-separated code lengths")
+    ap.add_argument("--methods", default="ae,itq,pca,lsh", help="comma-separated: ae, itq, pca, lsh")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the Debian query split and of every hasher")
+    ap.add_argument("-k", type=int, default=100, help="precision@k cut-off")
+    ap.add_argument("--epochs", type=int, default=None, help="autoencoder epochs (default: the trainer's)")
+    ap.add_argument("--device", default=None, help="autoencoder device: auto, cpu, cuda, mps (default: auto)")
+    ap.add_argument("--out-json", default="bench-quality.json", help="JSON report (written after each dataset)")
+    ap.add_argument("--fmnist-root", default=None, help="folder with the Fashion-MNIST IDX files")
+    ap.add_argument("--debian-corpus", default=None,
+                    help="the Debian corpus JSONL: used if it exists, else built there (default: a temporary file)")
+    ap.add_argument("--debian-queries", type=int, default=2000, help="queries drawn from the Debian corpus")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    args = ap.parse_args(argv)
+
+    try:
+        datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+        for d in datasets:
+            if d not in DATASETS:
+                raise SemhashError(f"unknown dataset {d!r}; choose from: {', '.join(DATASETS)}")
+        methods, bits = parse_methods(args.methods), parse_bits(args.bits)
+    except SemhashError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    say = (lambda _m: None) if args.quiet else log
+    import torch
+
+    out = {"format": 1, "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                       "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+           "datasets": {}}
+    ae_options = {"epochs": args.epochs, "device": args.device}
+    with tempfile.TemporaryDirectory(prefix="semhash-bench-") as tmp:
+        for name in datasets:
+            started = time.perf_counter()
+            say(f"== {name}")
+            if name == "fmnist":
+                db, queries, info = load_fmnist(args.fmnist_root)
+                query_count = None
+            else:
+                path = Path(args.debian_corpus) if args.debian_corpus else Path(tmp) / "debian-all.jsonl"
+                info = {"source": "Debian package descriptions (make_debian_sample.py --limit 0 "
+                                  "--min-section-size 200)", "corpus": str(path)}
+                if not path.exists():
+                    info["built"] = build_debian(path)
+                    say(info["built"])
+                db, queries, query_count = Corpus(path).read_all(), None, args.debian_queries
+            try:
+                report = run_evaluation(db, queries, query_count=query_count, methods=methods, bits=bits, k=args.k,
+                                        seed=args.seed, ae_options=ae_options, name=name, log=say,
+                                        progress=not args.quiet)
+            except SemhashError as e:
+                print(f"error: {name}: {e}", file=sys.stderr)
+                return 1
+            report["dataset"].update(info)
+            report["wall_seconds"] = round(time.perf_counter() - started, 1)
+            out["datasets"][name] = report
+            Path(args.out_json).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+            ds = report["dataset"]
+            ceiling = report["feature_knn"]
+            print(f"\n### {name}: {ds['database']:,} database items, {ds['queries']:,} queries, {ds['labels']} labels, "
+                  f"{ds['feature_dim']:,} feature dimensions; seed {args.seed}; "
+                  f"{report['wall_seconds']:.0f} s in all\n")
+            print(format_table(report, markdown=True))
+            print(f"\nfloat-knn: exact kNN on the features ({ceiling['metric']}); random: a random ranking. "
+                  f"Ties at equal Hamming distance by index; (avg): expected over tie orderings.", flush=True)
+    say(f"Wrote {args.out_json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
