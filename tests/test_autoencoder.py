@@ -270,3 +270,43 @@ def test_train_on_gpu():
     assert codes.shape == (300, 2) and codes.dtype == np.uint8
     assert all(np.isfinite(h.history["train_loss"]))
     assert len(np.unique(codes, axis=0)) > 1
+
+
+# --- the neighbour term ------------------------------------------------------------------------
+
+def test_knn_graph_matches_brute_force_in_the_principal_subspace():
+    from semhash.hashers.baselines import column_mean, principal_components, project
+    from semhash.hashers.neighbors import knn_graph
+
+    X = data(n=300, dim=20, seed=3)
+    graph = knn_graph(X, k=5, dims=8)
+    assert graph.shape == (300, 5) and graph.dtype == np.int64
+    mean = column_mean(X)
+    Y = project(X, mean, principal_components(X, mean, 8))
+    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
+    sim = Y @ Y.T
+    np.fill_diagonal(sim, -np.inf)
+    want = np.argsort(-sim, axis=1, kind="stable")[:, :5]
+    assert (graph != np.arange(300)[:, None]).all()  # never its own neighbour
+    # the same neighbour sets (float32 vs float64 may swap near-equal similarities at the boundary)
+    agree = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(graph.tolist(), want.tolist())])
+    assert agree > 0.97
+    # sparse input gives the same graph as dense (up to float rounding at the boundary)
+    sparse = knn_graph(sp.csr_matrix(X), k=5, dims=8)
+    assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(sparse.tolist(), graph.tolist())]) > 0.97
+
+
+def test_neighbour_loss_pulls_neighbours_together():
+    from semhash.hashers.autoencoder import neighbor_loss
+
+    z = torch.randn(16, 8)
+    assert neighbor_loss(z, z, 0.3) < neighbor_loss(z, torch.randn(16, 8), 0.3)
+
+
+def test_training_with_the_neighbour_term_is_deterministic():
+    X = data(n=200)
+    a, b = fit(X, neighbors=0.5, n_neighbors=5), fit(X, neighbors=0.5, n_neighbors=5)
+    assert np.array_equal(a.encode(X), b.encode(X))
+    assert a.history["epochs_run"] == 4
+    with pytest.raises(ConfigError, match="penalty weights must be >= 0"):
+        TrainConfig(neighbors=-1)

@@ -356,3 +356,28 @@ def test_ball_in_small_probe_blocks(monkeypatch, bits):
         assert pairs(res) == pairs(ref_k[qi])
         assert res.searched_radius == ref_k[qi].searched_radius
         assert res.filled.tolist() == ref_k[qi].filled.tolist()
+
+
+def test_auto_picks_multi_index_hashing_for_long_codes_and_answers_exactly():
+    """64-bit codes, enough items: auto answers k-nearest by MIH (the ball would stop at a small
+    radius and leave most queries to the scan), and the answer is the brute-force one."""
+    import semhash.search as search_mod
+
+    rng = np.random.default_rng(12)
+    n = search_mod.MIH_MIN_ITEMS + 500
+    codes = clustered_codes(rng, n, 64, n_centers=40, flip_p=3 / 64)
+    row_ids = rng.permutation(n * 2)[:n].astype(np.int64)
+    searcher = make_searcher(row_ids, codes, 64)
+    name, level = searcher.plan(10, 2)
+    assert name == "mih" and level >= 1
+    queries = np.packbits(np.unpackbits(codes[:12], axis=1) ^ (rng.random((12, 64)) < 0.05), axis=1)
+    dist = hamming(queries, codes)
+    results = searcher.search(queries, k=10, radius=2)
+    for qi, res in enumerate(results):
+        want_rows, want_d = brute(dist[qi], row_ids, codes)
+        assert res.strategy in ("mih", "mih+fill")
+        assert res.row_ids.tolist() == want_rows[:10].tolist() and res.distances.tolist() == want_d[:10].tolist()
+        assert res.searched_radius >= searcher.multi_index.searched(0)
+        assert res.filled.tolist() == (res.distances > res.searched_radius).tolist()
+    # substrings about log2(distinct codes) bits long
+    assert searcher.multi_index.m == round(64 / np.log2(searcher.buckets.n_buckets))

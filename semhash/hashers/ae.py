@@ -43,7 +43,11 @@ class AutoencoderHasher(Hasher):
                        dropout=self.dropout, input_scale=input_scale(X))
         torch.manual_seed(self.train_config.seed)  # weight init is part of what the seed fixes
         self.model = BinaryAutoencoder(cfg)
-        self.history = train(self.model, X, self.train_config, progress=progress)
+        graph = None
+        if self.train_config.neighbors:
+            from .neighbors import knn_graph
+            graph = knn_graph(X, self.train_config.n_neighbors, seed=self.train_config.seed)
+        self.history = train(self.model, X, self.train_config, progress=progress, neighbors=graph)
         self.model.to("cpu")  # inference and saving happen on the CPU unless asked otherwise
         return self
 

@@ -95,3 +95,18 @@ def decorrelation_penalty(code: torch.Tensor) -> torch.Tensor:
     off = corr - torch.diag(corr.diagonal())
     n = corr.shape[0]
     return (off ** 2).sum() / max(1, n * (n - 1))
+
+
+def neighbor_loss(z: torch.Tensor, z_nb: torch.Tensor, temperature: float) -> torch.Tensor:
+    """How far each item's code logits are from its neighbour's, in cosine.
+
+    temperature > 0: contrastive (InfoNCE): closer to its own neighbour than to the other items'
+    neighbours in the batch (and vice versa). temperature == 0: a pull only, 1 - cosine, with no
+    push between non-neighbours."""
+    a = F.normalize(z.float(), dim=1)
+    b = F.normalize(z_nb.float(), dim=1)
+    if temperature == 0:
+        return (1.0 - (a * b).sum(dim=1)).mean()
+    sim = a @ b.T / temperature
+    target = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))

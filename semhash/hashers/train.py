@@ -16,7 +16,8 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ConfigError
-from .autoencoder import BinaryAutoencoder, balance_penalty, decorrelation_penalty, reconstruction_loss
+from .autoencoder import (BinaryAutoencoder, balance_penalty, decorrelation_penalty, neighbor_loss,
+                          reconstruction_loss)
 
 
 @dataclass
@@ -29,6 +30,9 @@ class TrainConfig:
     noise_ramp: int = 3        # epochs over which the noise grows linearly from 0 to `noise`
     balance: float = 0.25      # weight of the bit-balance penalty (relative to the reconstruction loss)
     decorrelation: float = 0.0  # weight of the bit-decorrelation penalty (relative, likewise)
+    neighbors: float = 0.0     # weight of the neighbour (contrastive) term (relative, likewise)
+    n_neighbors: int = 10      # neighbours per item in the k-NN graph of the training rows
+    temperature: float = 0.3   # of the neighbour term's softmax
     val_fraction: float = 0.1  # held out for early stopping (0 disables)
     patience: int = 5          # epochs without validation improvement before stopping
     seed: int = 0
@@ -41,7 +45,9 @@ class TrainConfig:
             (self.lr > 0, "learning rate must be positive"),
             (self.noise >= 0, "noise must be >= 0"),
             (self.noise_ramp >= 0, "noise ramp must be >= 0"),
-            (self.balance >= 0 and self.decorrelation >= 0, "penalty weights must be >= 0"),
+            (self.balance >= 0 and self.decorrelation >= 0 and self.neighbors >= 0, "penalty weights must be >= 0"),
+            (self.n_neighbors >= 1, "n_neighbors must be at least 1"),
+            (self.temperature >= 0, "temperature must be >= 0 (0: a pull between neighbours only)"),
             (0 <= self.val_fraction < 1, "validation fraction must be in [0, 1)"),
             (self.patience >= 1, "patience must be at least 1"),
             (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
@@ -89,8 +95,11 @@ def _noise_at(cfg: TrainConfig, epoch: int) -> float:
     return cfg.noise * min(1.0, (epoch + 1) / cfg.noise_ramp)
 
 
-def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True) -> dict:
-    """Fit `model` to the rows of X in place; return the history. The best validation state is kept."""
+def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, neighbors: np.ndarray | None = None
+          ) -> dict:
+    """Fit `model` to the rows of X in place; return the history. The best validation state is kept.
+
+    `neighbors` (n, k) row indices: the k-NN graph used by the neighbour term (cfg.neighbors > 0)."""
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -103,6 +112,7 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True) 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = device.type == "cuda"
     otype = model.cfg.output_type
+    use_neighbors = bool(cfg.neighbors) and neighbors is not None and neighbors.shape[1] > 0
     batches_per_epoch = math.ceil(len(train_idx) / batch_size)
     history: dict = {"train_loss": [], "val_loss": [], "noise": [], "epochs_run": 0, "stopped_early": False}
     best, best_state, bad_epochs = math.inf, None, 0
@@ -115,9 +125,13 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True) 
         perm = train_idx[rng.permutation(len(train_idx))]
         total, count = 0.0, 0
         for start in range(0, len(perm), batch_size):
-            xb = rows_to_tensor(X, perm[start:start + batch_size], device)
+            idx = perm[start:start + batch_size]
+            xb = rows_to_tensor(X, idx, device)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                out, _logits, code = model(xb)
+                out, logits, code = model(xb)
+                if use_neighbors:
+                    nb = neighbors[idx, rng.integers(0, neighbors.shape[1], len(idx))]
+                    logits_nb = model.code_logits(rows_to_tensor(X, nb, device))
             recon = reconstruction_loss(out, xb, otype)
             # penalties are scaled by the (detached) reconstruction loss, so their weights mean the
             # same whatever the data type and width
@@ -127,6 +141,8 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True) 
                 loss = loss + cfg.balance * scale * balance_penalty(code)
             if cfg.decorrelation:
                 loss = loss + cfg.decorrelation * scale * decorrelation_penalty(code)
+            if use_neighbors:
+                loss = loss + cfg.neighbors * scale * neighbor_loss(logits, logits_nb, cfg.temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
