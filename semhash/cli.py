@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .errors import SemhashError
+from .errors import ConfigError, SemhashError
 
 DEFAULT_MODEL_DIR = "semhash-model"
 DEFAULT_INDEX_DIR = "semhash-index"  # also engine.DEFAULT_INDEX_DIR; kept here so --help needs no torch import
@@ -62,6 +62,17 @@ def training_options(fn):
     return fn
 
 
+def parse_hidden(hidden: str) -> list[int]:
+    """The --hidden option: comma-separated layer widths."""
+    try:
+        widths = [int(w) for w in hidden.split(",") if w.strip()]
+    except ValueError:
+        raise ConfigError(f"--hidden must be comma-separated integers, got {hidden!r}") from None
+    if not widths or min(widths) < 1:
+        raise ConfigError(f"--hidden needs at least one positive width, got {hidden!r}")
+    return widths
+
+
 def build_hasher(bits: int, hasher: str, epochs: int, batch_size: int, lr: float, noise: float, hidden: str,
                  device: str, seed: int):
     """A fresh, untrained hasher from command-line options."""
@@ -72,12 +83,7 @@ def build_hasher(bits: int, hasher: str, epochs: int, batch_size: int, lr: float
     if hasher == "ae":
         from .hashers.train import TrainConfig
 
-        try:
-            widths = [int(w) for w in hidden.split(",") if w.strip()]
-        except ValueError:
-            raise ConfigError(f"--hidden must be comma-separated integers, got {hidden!r}") from None
-        if not widths or min(widths) < 1:
-            raise ConfigError(f"--hidden needs at least one positive width, got {hidden!r}")
+        widths = parse_hidden(hidden)
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, noise=noise, device=device, seed=seed)
         return cls(bits=bits, hidden=widths, train_config=cfg)
     return cls(bits=bits, seed=seed)
@@ -346,14 +352,7 @@ def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, met
         query_count = 1000
     if query_count is not None and query_count < 1:
         raise ConfigError(f"--query-count must be at least 1, got {query_count}")
-    widths = None
-    if hidden is not None:
-        try:
-            widths = [int(w) for w in hidden.split(",") if w.strip()]
-        except ValueError:
-            raise ConfigError(f"--hidden must be comma-separated integers, got {hidden!r}") from None
-        if not widths or min(widths) < 1:
-            raise ConfigError(f"--hidden needs at least one positive width, got {hidden!r}")
+    widths = parse_hidden(hidden) if hidden is not None else None
     if plot_path is not None:
         check_plot_path(plot_path)  # matplotlib present, a known image type, before hours of training
     if json_path is not None and not Path(json_path).absolute().parent.is_dir():

@@ -19,17 +19,24 @@ GRAPH_DIMS = 64
 BLOCK = 2048
 
 
-def knn_graph(X, k: int = 10, dims: int = GRAPH_DIMS, seed: int = 0, device: torch.device | None = None
-              ) -> np.ndarray:
-    """(n, k) int64: row i's k most cosine-similar other rows, in the top `dims` principal directions."""
+def principal_view(X, dims: int = GRAPH_DIMS, seed: int = 0) -> np.ndarray:
+    """(n, dims) float32 unit rows: X centred and projected on its top principal directions."""
+    dims = max(1, min(dims, X.shape[1], X.shape[0]))
+    mean = column_mean(X)
+    Y = project(X, mean, principal_components(X, mean, dims, seed=seed)).astype(np.float32)
+    Y /= np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-12)
+    return Y
+
+
+def knn_graph(X, k: int = 10, dims: int = GRAPH_DIMS, seed: int = 0, device: torch.device | None = None,
+              view: np.ndarray | None = None) -> np.ndarray:
+    """(n, k) int64: row i's k most cosine-similar other rows, in the top `dims` principal directions
+    (or in `view`, rows of principal_view)."""
     n = X.shape[0]
     k = min(k, n - 1)
     if k < 1:
         return np.zeros((n, 0), dtype=np.int64)
-    dims = max(1, min(dims, X.shape[1], n))
-    mean = column_mean(X)
-    Y = project(X, mean, principal_components(X, mean, dims, seed=seed)).astype(np.float32)
-    Y /= np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-12)
+    Y = principal_view(X, dims, seed) if view is None else view
     device = device or torch.device("cpu")
     Yt = torch.from_numpy(Y).to(device)
     out = np.empty((n, k), dtype=np.int64)
