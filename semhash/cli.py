@@ -50,6 +50,11 @@ def training_options(fn):
         click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate."),
         click.option("--noise", default=4.0, show_default=True, help="Std of the noise added to the code logits in training."),
         click.option("--hidden", default="512,256", show_default=True, help="Encoder layer widths (decoder mirrors them)."),
+        click.option("--neighbors", default=0.0, show_default=True,
+                     help="Weight of the neighbour term: codes of items that are nearest neighbours in the data's "
+                          "principal subspace are drawn together (0: off)."),
+        click.option("--temperature", default=0.3, show_default=True,
+                     help="Neighbour term: softmax temperature of its contrastive form; 0 = a pull only."),
         click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]),
                      help="Where to train: auto picks CUDA, then Apple MPS, then the CPU."),
         click.option("--seed", default=0, show_default=True, help="Random seed (CPU runs are reproducible)."),
@@ -74,7 +79,7 @@ def parse_hidden(hidden: str) -> list[int]:
 
 
 def build_hasher(bits: int, hasher: str, epochs: int, batch_size: int, lr: float, noise: float, hidden: str,
-                 device: str, seed: int):
+                 device: str, seed: int, neighbors: float = 0.0, temperature: float = 0.3):
     """A fresh, untrained hasher from command-line options."""
     from .errors import ConfigError
     from .hashers import hasher_class
@@ -84,7 +89,8 @@ def build_hasher(bits: int, hasher: str, epochs: int, batch_size: int, lr: float
         from .hashers.train import TrainConfig
 
         widths = parse_hidden(hidden)
-        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, noise=noise, device=device, seed=seed)
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, noise=noise, device=device, seed=seed,
+                          neighbors=neighbors, temperature=temperature)
         return cls(bits=bits, hidden=widths, train_config=cfg)
     return cls(bits=bits, seed=seed)
 

@@ -225,3 +225,13 @@ def test_help_has_an_example(args):
 def test_version():
     result = run("--version")
     assert result.exit_code == 0 and "0.1.0" in result.output
+
+
+def test_train_with_the_neighbour_term(tmp_path, topic_docs, write_jsonl):
+    corpus = write_jsonl(tmp_path / "docs.jsonl", topic_docs(40, seed=6))
+    result = run("train", corpus, *FAST, "-o", tmp_path / "m", "--neighbors", "0.5", "--temperature", "0")
+    assert result.exit_code == 0, result.output
+    train_cfg = Model.load(tmp_path / "m").hasher.train_config
+    assert (train_cfg.neighbors, train_cfg.temperature) == (0.5, 0.0)
+    bad = run("train", corpus, *FAST, "-o", tmp_path / "m2", "--neighbors", "-1")
+    assert bad.exit_code == 1 and bad.stderr == "Error: penalty weights must be >= 0\n"

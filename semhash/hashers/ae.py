@@ -43,14 +43,12 @@ class AutoencoderHasher(Hasher):
                        dropout=self.dropout, input_scale=input_scale(X))
         torch.manual_seed(self.train_config.seed)  # weight init is part of what the seed fixes
         self.model = BinaryAutoencoder(cfg)
-        graph = view = None
+        graph = None
         tc = self.train_config
-        if tc.neighbors or tc.geometry:
-            from .neighbors import knn_graph, principal_view
-            view = principal_view(X, seed=tc.seed)
-            if tc.neighbors:
-                graph = knn_graph(X, tc.n_neighbors, view=view)
-        self.history = train(self.model, X, tc, progress=progress, neighbors=graph, view=view)
+        if tc.neighbors:
+            from .neighbors import knn_graph
+            graph = knn_graph(X, tc.n_neighbors, seed=tc.seed)
+        self.history = train(self.model, X, tc, progress=progress, neighbors=graph)
         self.model.to("cpu")  # inference and saving happen on the CPU unless asked otherwise
         return self
 

@@ -111,10 +111,3 @@ def neighbor_loss(z: torch.Tensor, z_nb: torch.Tensor, temperature: float) -> to
     target = torch.arange(len(a), device=a.device)
     return 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))
 
-
-def geometry_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference between the cosine similarities of the items' code logits and of their
-    principal-subspace views `y` (unit rows), over all pairs of the batch: keeps the global layout."""
-    a = F.normalize(z.float(), dim=1)
-    return ((a @ a.T - y @ y.T) ** 2).mean()
-

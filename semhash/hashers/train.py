@@ -16,8 +16,8 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ConfigError
-from .autoencoder import (BinaryAutoencoder, balance_penalty, decorrelation_penalty, geometry_loss,
-                          neighbor_loss, reconstruction_loss)
+from .autoencoder import (BinaryAutoencoder, balance_penalty, decorrelation_penalty, neighbor_loss,
+                          reconstruction_loss)
 
 
 @dataclass
@@ -33,7 +33,6 @@ class TrainConfig:
     neighbors: float = 0.0     # weight of the neighbour (contrastive) term (relative, likewise)
     n_neighbors: int = 10      # neighbours per item in the k-NN graph of the training rows
     temperature: float = 0.3   # of the neighbour term's softmax
-    geometry: float = 0.0      # weight of the layout term (cosines of codes ~ cosines in the principal view)
     val_fraction: float = 0.1  # held out for early stopping (0 disables)
     patience: int = 5          # epochs without validation improvement before stopping
     seed: int = 0
@@ -46,7 +45,7 @@ class TrainConfig:
             (self.lr > 0, "learning rate must be positive"),
             (self.noise >= 0, "noise must be >= 0"),
             (self.noise_ramp >= 0, "noise ramp must be >= 0"),
-            (min(self.balance, self.decorrelation, self.neighbors, self.geometry) >= 0, "penalty weights must be >= 0"),
+            (min(self.balance, self.decorrelation, self.neighbors) >= 0, "penalty weights must be >= 0"),
             (self.n_neighbors >= 1, "n_neighbors must be at least 1"),
             (self.temperature >= 0, "temperature must be >= 0 (0: a pull between neighbours only)"),
             (0 <= self.val_fraction < 1, "validation fraction must be in [0, 1)"),
@@ -96,8 +95,8 @@ def _noise_at(cfg: TrainConfig, epoch: int) -> float:
     return cfg.noise * min(1.0, (epoch + 1) / cfg.noise_ramp)
 
 
-def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, neighbors: np.ndarray | None = None,
-          view: np.ndarray | None = None) -> dict:
+def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, neighbors: np.ndarray | None = None
+          ) -> dict:
     """Fit `model` to the rows of X in place; return the history. The best validation state is kept.
 
     `neighbors` (n, k) row indices: the k-NN graph used by the neighbour term (cfg.neighbors > 0)."""
@@ -144,9 +143,6 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, 
                 loss = loss + cfg.decorrelation * scale * decorrelation_penalty(code)
             if use_neighbors:
                 loss = loss + cfg.neighbors * scale * neighbor_loss(logits, logits_nb, cfg.temperature)
-            if cfg.geometry and view is not None:
-                yb = torch.from_numpy(view[idx]).to(device)
-                loss = loss + cfg.geometry * scale * geometry_loss(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
