@@ -22,9 +22,10 @@ MAX_BLOCK = 1 << 21   # probes or candidates materialized at once, about
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 (a small unsigned integer array)."""
     if hasattr(np, "bitwise_count"):  # numpy >= 2
-        return np.bitwise_count(x).astype(np.int64)
-    return popcount_keys(x).astype(np.int64)
+        return np.bitwise_count(x)
+    return popcount_keys(x)
 
 
 def substring_count(bits: int, n_codes: int) -> int:
@@ -102,11 +103,13 @@ class MultiIndex:
         """(query, bucket, distance) of the buckets first reached at substring j, this level."""
         where, sub_bucket = self.tables[j].probe(self._sub(qkeys[chunk], j), masks)
         cand, per = self.tables[j].expand(sub_bucket)
-        owner = np.repeat(chunk[where // len(masks)], per)
-        x = self.keys[cand] ^ qkeys[owner]
-        d = _popcount(x)
-        near = np.flatnonzero(d <= keep_d)
-        x, owner, cand, d = x[near], owner[near], cand[near], d[near]
+        # the query key of each candidate by repeating per probe, not by a gather per candidate
+        x = self.keys[cand]
+        x ^= np.repeat(qkeys[chunk[where // len(masks)]], per)
+        near = np.flatnonzero(_popcount(x) <= keep_d)
+        x, cand = x[near], cand[near]
+        owner = np.repeat(chunk[where // len(masks)], per)[near]
+        d = _popcount(x).astype(np.int64)
         # first reached here iff no earlier substring is as close and no other one is closer
         first = np.ones(len(x), dtype=bool)
         for jj in range(self.m):
