@@ -22,20 +22,23 @@ import numpy as np
 import torch
 
 from semhash.evaluate import code_diagnostics, evaluate_hamming
-from semhash.hashers import hasher_class
-from semhash.hashers.ae import AutoencoderHasher
+from semhash.evalrun import make_hasher
 from semhash.hashers.train import TrainConfig
 
 
 def build(method: str, bits: int, overrides: list[str], seed: int):
-    if method != "ae":
-        return hasher_class(method)(bits=bits, seed=seed)
-    opts = dict(o.split("=", 1) for o in overrides)
-    hidden = [int(x) for x in opts.pop("hidden", "512,256").split(",")]
-    dropout = float(opts.pop("dropout", 0))
+    """The hasher, through the same factory as `semhash eval` (KEY=VALUE strings typed here)."""
     defaults = TrainConfig()
-    cfg = {k: type(getattr(defaults, k))(v) for k, v in opts.items()}
-    return AutoencoderHasher(bits=bits, hidden=hidden, dropout=dropout, train_config=TrainConfig(seed=seed, **cfg))
+    options = {}
+    for item in overrides:
+        key, value = item.split("=", 1)
+        if key == "hidden":
+            options[key] = [int(x) for x in value.split(",")]
+        elif hasattr(defaults, key):
+            options[key] = type(getattr(defaults, key))(value)
+        else:
+            options[key] = float(value)  # dropout
+    return make_hasher(method, bits, seed=seed, ae_options=options)
 
 
 def main() -> None:
@@ -45,7 +48,7 @@ def main() -> None:
     ap.add_argument("--bits", type=int, default=32)
     ap.add_argument("--method", default="ae", help="ae, itq, pca or lsh")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the figures depend on it: float sums)")
     ap.add_argument("--log", type=Path, default=Path("ablate_ae.jsonl"))
     args = ap.parse_intermixed_args()
     torch.set_num_threads(args.threads)

@@ -41,6 +41,18 @@ class _XorHash:
         return h
 
 
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of arange(s, s + n) for each (s, n), without a Python loop: a global arange
+    shifted, run by run, by (the run's start - where the run begins in the output)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    out = np.arange(total, dtype=np.int64)
+    out += np.repeat(np.asarray(starts, dtype=np.int64) - (np.cumsum(lengths) - lengths), lengths)
+    return out
+
+
 def code_keys(codes: np.ndarray) -> np.ndarray:
     """uint64 keys of packed codes; codes longer than 64 bits are keyed by their first 64 bits."""
     c = np.ascontiguousarray(codes, dtype=np.uint8)
@@ -98,7 +110,8 @@ class BucketTable:
         p = np.asarray(probes, dtype=np.uint64).ravel()
         if not len(self.keys) or not len(p):
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        where = np.flatnonzero(self._maybe(p=p))
+        _, hash_ = self._get_filter()
+        where = np.flatnonzero(self._maybe(hash_(p)))
         return self._resolve(where, p[where])
 
     def probe(self, query_keys: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,11 +156,9 @@ class BucketTable:
             self._filter = (np.packbits(present, bitorder="little"), hash_)
         return self._filter
 
-    def _maybe(self, hashes: np.ndarray | None = None, p: np.ndarray | None = None) -> np.ndarray:
-        """Boolean per probe (given its filter hash, or the probe key `p`): False = surely empty."""
-        table, h = self._get_filter()
-        if hashes is None:
-            hashes = h(p)
+    def _maybe(self, hashes: np.ndarray) -> np.ndarray:
+        """Boolean per probe, given its filter hash: False = its bucket is surely empty."""
+        table, _ = self._get_filter()
         word = table.take(hashes >> np.uint32(3))
         word >>= (hashes & np.uint32(7)).astype(np.uint8)
         word &= np.uint8(1)
@@ -172,13 +183,7 @@ class BucketTable:
         b = np.asarray(bucket_idx, dtype=np.int64)
         starts = self.offsets[b]
         counts = self.offsets[b + 1] - starts
-        total = int(counts.sum())
-        if total == 0:
-            return np.zeros(0, np.int64), counts
-        # position within each run: a global arange shifted by (bucket start - run start in the output)
-        pos = np.arange(total, dtype=np.int64)
-        pos += np.repeat(starts - (np.cumsum(counts) - counts), counts)
-        return pos, counts
+        return concat_ranges(starts, counts), counts
 
     def positions_of(self, row_ids: np.ndarray) -> np.ndarray:
         """Position in `self.row_ids` of each given (stored) row id. Positions follow (code, row id)

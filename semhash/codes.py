@@ -82,10 +82,17 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _POPCOUNT8[x].sum(axis=2, dtype=np.int32)
 
 
+def popcount(words: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 (uint8 result): np.bitwise_count on numpy >= 2, a byte table before."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(np.asarray(words, dtype=np.uint64))
+    w = np.ascontiguousarray(words, dtype=np.uint64)
+    return _POPCOUNT8[w.view(np.uint8)].reshape(w.shape + (8,)).sum(axis=-1, dtype=np.uint8)
+
+
 def popcount_keys(keys: np.ndarray) -> np.ndarray:
-    """Number of set bits of each uint64 key."""
-    k = np.ascontiguousarray(keys, dtype=np.uint64)
-    return _POPCOUNT8[k.view(np.uint8)].reshape(k.shape + (8,)).sum(axis=-1, dtype=np.int32)
+    """Number of set bits of each uint64 key (int32)."""
+    return popcount(keys).astype(np.int32)
 
 
 def ball_size(bits: int, radius: int) -> int:

@@ -38,14 +38,13 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import digamma
 
-from .codes import unpack
+from .codes import popcount, unpack
 from .errors import ConfigError
 
 TIE_POLICIES = ("index", "average", "confidence")
 BLOCK_ELEMENTS = 1 << 22  # query x database (x 64-bit words) values held at once per block
 CONFIDENCE_LEVELS = 65535  # integer resolution of the confidence tie-break (fits uint16)
 
-_POPCOUNT8 = np.array([i.bit_count() for i in range(256)], dtype=np.uint8)
 
 
 # --- Hamming distances --------------------------------------------------------------------------------------
@@ -66,14 +65,6 @@ def code_words(codes: np.ndarray) -> np.ndarray:
     padded = np.zeros((c.shape[0], nbytes), dtype=np.uint8)
     padded[:, :c.shape[1]] = c
     return padded.view(np.uint64)
-
-
-def popcount(words: np.ndarray) -> np.ndarray:
-    """Set bits of each uint64 (uint8 result): np.bitwise_count on numpy >= 2, a byte table before."""
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(words)
-    w = np.ascontiguousarray(words, dtype=np.uint64)
-    return _POPCOUNT8[w.view(np.uint8)].reshape(w.shape + (8,)).sum(axis=-1, dtype=np.uint8)
 
 
 def _distances(query_words: np.ndarray, db_words: np.ndarray) -> np.ndarray:

@@ -16,16 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from .buckets import BucketTable
-from .codes import flip_masks, popcount_keys
+from .codes import flip_masks, popcount
 
 MAX_BLOCK = 1 << 21   # probes or candidates materialized at once, about
-
-
-def _popcount(x: np.ndarray) -> np.ndarray:
-    """Set bits of each uint64 (a small unsigned integer array)."""
-    if hasattr(np, "bitwise_count"):  # numpy >= 2
-        return np.bitwise_count(x)
-    return popcount_keys(x)
 
 
 def substring_count(bits: int, n_codes: int) -> int:
@@ -106,14 +99,14 @@ class MultiIndex:
         # the query key of each candidate by repeating per probe, not by a gather per candidate
         x = self.keys[cand]
         x ^= np.repeat(qkeys[chunk[where // len(masks)]], per)
-        near = np.flatnonzero(_popcount(x) <= keep_d)
+        near = np.flatnonzero(popcount(x) <= keep_d)
         x, cand = x[near], cand[near]
         owner = np.repeat(chunk[where // len(masks)], per)[near]
-        d = _popcount(x).astype(np.int64)
+        d = popcount(x).astype(np.int64)
         # first reached here iff no earlier substring is as close and no other one is closer
         first = np.ones(len(x), dtype=bool)
         for jj in range(self.m):
             if jj != j:
-                dj = _popcount(self._sub(x, jj))
+                dj = popcount(self._sub(x, jj))
                 first &= (dj > level) if jj < j else (dj >= level)
         return owner[first], cand[first], d[first]

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from .buckets import concat_ranges
 from .errors import IndexError_
 
 FEATURES_DIR = "features"
@@ -224,7 +225,7 @@ class FeatureStore:
             a = arrays[s]
             lo, hi = a["indptr"][local[sel]], a["indptr"][local[sel] + 1]
             lengths = hi - lo
-            idx = _ranges(lo, lengths)
+            idx = concat_ranges(lo, lengths)
             indptr = np.r_[0, np.cumsum(lengths)]
             parts.append(sp.csr_matrix((np.asarray(a["data"][idx], dtype=np.float32),
                                         np.asarray(a["indices"][idx], dtype=np.int32), indptr),
@@ -266,20 +267,18 @@ class FeatureStore:
         return np.clip(out, -1.0, 1.0)
 
 
-def rerank_results(results: list, queries, features: FeatureStore,
+def rerank_results(results, queries, features: FeatureStore,
                    k: int | None) -> tuple[list, list[np.ndarray]]:
     """Order each query's candidates by cosine similarity of the features (rounded to 6 decimals, as
     reported), then Hamming distance, then search order; keep the first k (all when k is None).
 
-    `results`: the search's per-query results (row_ids, distances, filled, strategy); returns new
-    results with "+rerank" on the strategy, and the scores aligned with their row ids."""
-    counts = np.array([len(r.row_ids) for r in results], dtype=np.int64)
-    query_of = np.repeat(np.arange(len(results)), counts)
-    rows = np.concatenate([r.row_ids for r in results]) if results else np.zeros(0, np.int64)
-    dists = np.concatenate([r.distances for r in results]) if results else np.zeros(0, np.int32)
-    scores = np.round(features.cosine(queries, query_of, rows), 6)
-    order = _order(query_of, scores, dists)
-    bounds = np.r_[0, np.cumsum(counts)]
+    `results`: the search's answer for the batch (`search.Results`: flat arrays with per-query
+    offsets); returns per-query results with "+rerank" on the strategy, and the scores aligned with
+    their row ids."""
+    bounds = results.lims
+    query_of = np.repeat(np.arange(len(results)), np.diff(bounds))
+    scores = np.round(features.cosine(queries, query_of, results.row_ids), 6)
+    order = _order(query_of, scores, results.distances)
     out, out_scores = [], []
     for i, res in enumerate(results):
         take = order[bounds[i]:bounds[i + 1]] - bounds[i]
@@ -314,15 +313,6 @@ def _load(path: Path, dtype: np.dtype, shape: tuple) -> np.ndarray:
         raise IndexError_(f"the kept features file {path} is missing or damaged; index the corpus again "
                           "with --keep-features into a new directory")
     return np.memmap(path, dtype=dtype, mode="r", shape=shape)
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The concatenation of arange(s, s + n) for each (s, n), without a Python loop."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    offsets = np.cumsum(lengths) - lengths
-    return np.repeat(np.asarray(starts, dtype=np.int64) - offsets, lengths) + np.arange(total)
 
 
 def _unit_rows(X):

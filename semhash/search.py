@@ -128,8 +128,7 @@ class Searcher:
     def _ball(self, codes: np.ndarray, k: int, radius: int) -> "Results":
         """k-nearest mode: grow the ball one distance at a time; queries with k hits drop out.
 
-        Works on buckets (query, distance, bucket) until the end; one sort of those orders the
-        answer by (distance, code, row id), since bucket positions follow (code, row id)."""
+        Works on buckets (query, distance, bucket) until the end (`_from_buckets`)."""
         keys = code_keys(codes)
         nq = len(keys)
         counts = np.zeros(nq, dtype=np.int64)
@@ -152,25 +151,26 @@ class Searcher:
             active = active[counts[active] < k]
             if not len(active):
                 break
-        q, bucket, dist = _sort3(np.concatenate(parts_q), np.concatenate(parts_d), np.concatenate(parts_b))
-        pos, per_bucket = self.buckets.spans(bucket)
-        q, dist = np.repeat(q, per_bucket), np.repeat(dist, per_bucket)
-        lims, keep = _first_k(q, nq, k)
-        return Results(lims, self.buckets.row_ids[pos[keep]], dist[keep].astype(np.int32),
-                       np.zeros(int(lims[-1]), bool), searched, np.full(nq, "ball", dtype=object))
+        return self._from_buckets(np.concatenate(parts_q), np.concatenate(parts_d), np.concatenate(parts_b),
+                                  nq, k, searched, "ball")
 
     def _multi_index(self, codes: np.ndarray, k: int | None, max_level: int, radius: int | None = None) -> "Results":
         """Multi-index hashing: k-nearest mode (queries short of k after `max_level` are left for
         the fill) or radius mode (every level up to radius // m)."""
-        nq = len(codes)
         q, bucket, dist, searched = self.multi_index.search(code_keys(codes), k, self.buckets.sizes(), max_level,
                                                             radius)
-        q, bucket, dist = _sort3(q, dist, bucket)
+        return self._from_buckets(q, dist, bucket, len(codes), k, searched, "mih")
+
+    def _from_buckets(self, q, dist, bucket, nq, k, searched, strategy) -> "Results":
+        """Results from (query, distance, bucket) triples, each bucket within its query's searched
+        radius: one sort of the triples orders every answer by (distance, code, row id), since bucket
+        positions follow (code, row id); then the buckets' items, the first k of each query."""
+        q, dist, bucket = _sort3(q, dist, bucket)
         pos, per_bucket = self.buckets.spans(bucket)
         q, dist = np.repeat(q, per_bucket), np.repeat(dist, per_bucket)
         lims, keep = _first_k(q, nq, k)
         return Results(lims, self.buckets.row_ids[pos[keep]], dist[keep].astype(np.int32),
-                       np.zeros(int(lims[-1]), bool), searched, np.full(nq, "mih", dtype=object))
+                       np.zeros(int(lims[-1]), bool), searched, np.full(nq, strategy, dtype=object))
 
     def _ball_radius(self, codes: np.ndarray, radius: int) -> "Results":
         """Radius mode: every probe of the ball at once. Hits come out grouped by query and by
@@ -239,7 +239,7 @@ class Searcher:
         """Results from unordered (query, distance, row id) triples: ordered by (distance, code,
         row id) within each query, the first k kept; hits beyond `searched` marked filled."""
         pos = self.buckets.positions_of(row_ids)
-        q, pos, d = _sort3(np.asarray(q, np.int64), np.asarray(d, np.int64), pos)
+        q, d, pos = _sort3(np.asarray(q, np.int64), np.asarray(d, np.int64), pos)
         lims, keep = _first_k(q, nq, k)
         d = d[keep].astype(np.int32)
         filled = d > np.repeat(np.asarray(searched), np.diff(lims))
@@ -296,10 +296,10 @@ def _empty():
 
 
 def _sort3(q: np.ndarray, d: np.ndarray, pos: np.ndarray):
-    """Sort (query, distance, position) triples. Packed into one uint64 key when they fit (one sort
-    of one array is several times faster than a three-key lexsort); lexsort otherwise."""
+    """(q, d, pos) triples sorted by (query, distance, position). Packed into one uint64 key when they
+    fit (one sort of one array is several times faster than a three-key lexsort); lexsort otherwise."""
     if not len(q):
-        return q.astype(np.int64), pos.astype(np.int64), d.astype(np.int64)
+        return q.astype(np.int64), d.astype(np.int64), pos.astype(np.int64)
     pb = max(1, int(pos.max()).bit_length())
     db = max(1, int(d.max()).bit_length())
     qb = max(1, int(q.max()).bit_length())
@@ -307,10 +307,11 @@ def _sort3(q: np.ndarray, d: np.ndarray, pos: np.ndarray):
         key = (q.astype(np.uint64) << np.uint64(db + pb)) | (d.astype(np.uint64) << np.uint64(pb)) \
             | pos.astype(np.uint64)
         key.sort()
-        return ((key >> np.uint64(db + pb)).astype(np.int64), (key & np.uint64((1 << pb) - 1)).astype(np.int64),
-                ((key >> np.uint64(pb)) & np.uint64((1 << db) - 1)).astype(np.int64))
+        return ((key >> np.uint64(db + pb)).astype(np.int64),
+                ((key >> np.uint64(pb)) & np.uint64((1 << db) - 1)).astype(np.int64),
+                (key & np.uint64((1 << pb) - 1)).astype(np.int64))
     order = np.lexsort((pos, d, q))
-    return q[order], pos[order], d[order]
+    return q[order], d[order], pos[order]
 
 
 def _first_k(q: np.ndarray, nq: int, k: int | None) -> tuple[np.ndarray, np.ndarray]:
