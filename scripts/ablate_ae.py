@@ -66,6 +66,11 @@ def main() -> None:
            "precision_at_100": round(ev.precision(100, "index"), 4),
            "precision_at_100_tie_avg": round(ev.precision(100, "average"), 4),
            "distinct_codes": code_diagnostics(hasher.encode(X))["distinct_codes"]}
+    if ev.average_precision_confidence is not None:  # ties broken by the query's per-bit confidence
+        row.update(map_confidence=round(ev.mean_average_precision("confidence"), 4),
+                   precision_at_100_confidence=round(ev.precision(100, "confidence"), 4))
+    if getattr(hasher, "history", None):
+        row["epochs_run"] = hasher.history.get("epochs_run")
     print(json.dumps(row))
     with open(args.log, "a") as f:
         f.write(json.dumps(row) + "\n")

@@ -49,7 +49,7 @@ def training_options(fn):
                      help="Training batch size; 0 picks one (32-256) that gives about 100 steps an epoch."),
         click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate."),
         click.option("--noise", default=4.0, show_default=True, help="Std of the noise added to the code logits in training."),
-        click.option("--hidden", default="512,256", show_default=True, help="Encoder layer widths (decoder mirrors them)."),
+        click.option("--hidden", default="256", show_default=True, help="Encoder layer widths (decoder mirrors them)."),
         click.option("--neighbors", default=0.0, show_default=True,
                      help="Weight of the neighbour term: codes of items that are nearest neighbours in the data's "
                           "principal subspace are drawn together (0: off)."),

@@ -14,6 +14,7 @@ from .base import Features, Hasher
 from .train import TrainConfig, predict_logits, train
 
 WEIGHTS_FILE = "model.pt"
+MIN_DIFFUSION_ROWS = 10  # fewer training rows: no graph worth diffusing over, the term is skipped
 
 
 def input_scale(X: Features) -> float:
@@ -32,7 +33,7 @@ class AutoencoderHasher(Hasher):
     def __init__(self, bits: int = 32, hidden: list[int] | None = None, train_config: TrainConfig | None = None,
                  dropout: float = 0.0):
         super().__init__(bits)
-        self.hidden = list(hidden) if hidden is not None else [512, 256]
+        self.hidden = list(hidden) if hidden is not None else [256]
         self.dropout = dropout
         self.train_config = train_config or TrainConfig()
         self.model: BinaryAutoencoder | None = None
@@ -43,12 +44,18 @@ class AutoencoderHasher(Hasher):
                        dropout=self.dropout, input_scale=input_scale(X))
         torch.manual_seed(self.train_config.seed)  # weight init is part of what the seed fixes
         self.model = BinaryAutoencoder(cfg)
-        graph = None
+        graph = targets = None
         tc = self.train_config
-        if tc.neighbors:
-            from .neighbors import knn_graph
-            graph = knn_graph(X, tc.n_neighbors, seed=tc.seed)
-        self.history = train(self.model, X, tc, progress=progress, neighbors=graph)
+        use_diffusion = bool(tc.diffusion) and X.shape[0] >= MIN_DIFFUSION_ROWS
+        if tc.neighbors or use_diffusion:
+            from .neighbors import knn_graph, principal_view
+            view = principal_view(X, seed=tc.seed)
+            graph = knn_graph(X, tc.n_neighbors, seed=tc.seed, view=view)
+        if use_diffusion:
+            from .diffusion import diffusion_codes
+            targets = diffusion_codes(graph, self.bits, tc.diffusion_time, seed=tc.seed, view=view,
+                                      mix=tc.diffusion_mix)
+        self.history = train(self.model, X, tc, progress=progress, neighbors=graph, targets=targets)
         self.model.to("cpu")  # inference and saving happen on the CPU unless asked otherwise
         return self
 

@@ -20,7 +20,7 @@ OUTPUT_TYPES = ("distribution", "unit", "real")
 class AEConfig:
     input_dim: int
     bits: int = 32
-    hidden: list[int] = field(default_factory=lambda: [512, 256])
+    hidden: list[int] = field(default_factory=lambda: [256])
     output_type: str = "real"  # distribution | unit | real: chooses the output layer and loss
     dropout: float = 0.0
     input_scale: float = 1.0  # inputs are multiplied by this (sparse TF-IDF rows need scaling up)
@@ -111,3 +111,8 @@ def neighbor_loss(z: torch.Tensor, z_nb: torch.Tensor, temperature: float) -> to
     target = torch.arange(len(a), device=a.device)
     return 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))
 
+
+
+def target_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy between the code logits and 0/1 target bits, mean over bits and items."""
+    return F.binary_cross_entropy_with_logits(logits.float(), target)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError
 from .autoencoder import (BinaryAutoencoder, balance_penalty, decorrelation_penalty, neighbor_loss,
-                          reconstruction_loss)
+                          reconstruction_loss, target_loss)
 
 
 @dataclass
@@ -33,6 +33,9 @@ class TrainConfig:
     neighbors: float = 0.0     # weight of the neighbour (contrastive) term (relative, likewise)
     n_neighbors: int = 10      # neighbours per item in the k-NN graph of the training rows
     temperature: float = 0.3   # of the neighbour term's softmax
+    diffusion: float = 0.3     # weight of the diffusion-code target term (relative, likewise); see diffusion.py
+    diffusion_time: float = 100.0  # random-walk steps of the diffusion codes: more = coarser, class-like bits
+    diffusion_mix: float = 1.0  # weight of the items' own principal coordinates beside the diffusion ones
     val_fraction: float = 0.1  # held out for early stopping (0 disables)
     patience: int = 5          # epochs without validation improvement before stopping
     seed: int = 0
@@ -45,7 +48,8 @@ class TrainConfig:
             (self.lr > 0, "learning rate must be positive"),
             (self.noise >= 0, "noise must be >= 0"),
             (self.noise_ramp >= 0, "noise ramp must be >= 0"),
-            (min(self.balance, self.decorrelation, self.neighbors) >= 0, "penalty weights must be >= 0"),
+            (min(self.balance, self.decorrelation, self.neighbors, self.diffusion) >= 0, "penalty weights must be >= 0"),
+            (self.diffusion_time >= 0 and self.diffusion_mix >= 0, "diffusion time and mix must be >= 0"),
             (self.n_neighbors >= 1, "n_neighbors must be at least 1"),
             (self.temperature >= 0, "temperature must be >= 0 (0: a pull between neighbours only)"),
             (0 <= self.val_fraction < 1, "validation fraction must be in [0, 1)"),
@@ -95,11 +99,12 @@ def _noise_at(cfg: TrainConfig, epoch: int) -> float:
     return cfg.noise * min(1.0, (epoch + 1) / cfg.noise_ramp)
 
 
-def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, neighbors: np.ndarray | None = None
-          ) -> dict:
+def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, neighbors: np.ndarray | None = None,
+          targets: np.ndarray | None = None) -> dict:
     """Fit `model` to the rows of X in place; return the history. The best validation state is kept.
 
-    `neighbors` (n, k) row indices: the k-NN graph used by the neighbour term (cfg.neighbors > 0)."""
+    `neighbors` (n, k) row indices: the k-NN graph used by the neighbour term (cfg.neighbors > 0).
+    `targets` (n, bits) 0/1: bits the code logits are pulled toward (cfg.diffusion > 0)."""
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -113,6 +118,9 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, 
     use_amp = device.type == "cuda"
     otype = model.cfg.output_type
     use_neighbors = bool(cfg.neighbors) and neighbors is not None and neighbors.shape[1] > 0
+    target_bits = None
+    if cfg.diffusion and targets is not None:
+        target_bits = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)).to(device)
     batches_per_epoch = math.ceil(len(train_idx) / batch_size)
     history: dict = {"train_loss": [], "val_loss": [], "noise": [], "epochs_run": 0, "stopped_early": False}
     best, best_state, bad_epochs = math.inf, None, 0
@@ -143,6 +151,8 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, 
                 loss = loss + cfg.decorrelation * scale * decorrelation_penalty(code)
             if use_neighbors:
                 loss = loss + cfg.neighbors * scale * neighbor_loss(logits, logits_nb, cfg.temperature)
+            if target_bits is not None:
+                loss = loss + cfg.diffusion * scale * target_loss(logits, target_bits[torch.from_numpy(idx).to(device)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

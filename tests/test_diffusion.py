@@ -1,0 +1,134 @@
+"""Diffusion codes: the autoencoder's target bits from the k-NN graph (semhash.hashers.diffusion)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from semhash.errors import ConfigError
+from semhash.hashers.ae import MIN_DIFFUSION_ROWS, AutoencoderHasher
+from semhash.hashers.autoencoder import target_loss
+from semhash.hashers.diffusion import diffusion_codes, diffusion_embedding, normalized_adjacency
+from semhash.hashers.neighbors import knn_graph, principal_view
+from semhash.hashers.train import TrainConfig
+
+
+def blobs(n_per=60, k=4, dim=16, spread=0.3, seed=0):
+    """k well separated Gaussian clusters; returns (X, labels)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((k, dim)) * 4
+    X = np.vstack([c + spread * rng.standard_normal((n_per, dim)) for c in centres]).astype(np.float32)
+    return X, np.repeat(np.arange(k), n_per)
+
+
+def test_normalized_adjacency_is_symmetric_with_unit_top_eigenvalue():
+    X, _ = blobs()
+    A, inv_root = normalized_adjacency(knn_graph(X, k=5, dims=8))
+    assert abs(A - A.T).max() < 1e-12
+    top = np.linalg.eigvalsh(A.toarray())[-1]
+    assert top == pytest.approx(1.0, abs=1e-9)
+    assert (inv_root > 0).all()
+
+
+def two_cliques(size=10):
+    """The k-NN lists of two cliques of `size` nodes joined by one edge (0 -- size)."""
+    nodes = np.arange(2 * size)
+    graph = np.array([[j for j in nodes if j // size == i // size and j != i] for i in nodes])
+    graph[0, -1] = size
+    return graph
+
+
+def test_first_coordinate_splits_two_joined_cliques():
+    graph = two_cliques()
+    Y = diffusion_embedding(graph, dims=3, time=10)
+    assert Y.shape == (20, 3)
+    first = np.sign(Y[:, 0])
+    assert len(set(first[:10])) == 1 and len(set(first[10:])) == 1 and first[0] != first[10]
+    codes = diffusion_codes(graph, bits=1, time=10)
+    assert codes[:10, 0].all() != codes[10:, 0].any()
+
+
+def test_time_shrinks_the_minor_coordinates():
+    X, _ = blobs(spread=2.0)
+    graph = knn_graph(X, k=5, dims=8)
+    short, long = diffusion_embedding(graph, 8, 0.0), diffusion_embedding(graph, 8, 50.0)
+    assert np.allclose(short.std(axis=0), 1.0)  # time 0: every coordinate at unit variance
+    ratio = long.std(axis=0)
+    assert (np.diff(ratio) <= 1e-9).all() and ratio[-1] < ratio[0]  # eigenvalue**time, decreasing
+
+
+def test_codes_follow_the_clusters_and_are_balanced():
+    X, labels = blobs()
+    graph = knn_graph(X, k=5, dims=8)
+    codes = diffusion_codes(graph, bits=8, time=10, seed=0)
+    assert codes.shape == (len(X), 8) and codes.dtype == bool
+    assert np.array_equal(codes, diffusion_codes(graph, bits=8, time=10, seed=0))  # seeded
+    d = (codes[:, None, :] != codes[None, :, :]).sum(axis=2)
+    same = labels[:, None] == labels[None, :]
+    assert d[same].mean() < 0.25 * d[~same].mean()  # bits shared within a cluster, not across
+    balance = codes.mean(axis=0)
+    assert ((balance > 0.1) & (balance < 0.9)).all()
+
+
+def test_mixing_in_the_rows_own_coordinates_keeps_their_distances():
+    X = np.random.default_rng(1).standard_normal((300, 8)).astype(np.float32)  # one blob, no clusters
+    graph = knn_graph(X, k=5, dims=8)
+    view = principal_view(X, 8)
+    plain = diffusion_codes(graph, bits=16, time=30)
+    mixed = diffusion_codes(graph, bits=16, time=30, view=view, mix=1.0)
+    upper = np.triu_indices(len(X), 1)
+    own = np.linalg.norm(view[:, None, :] - view[None, :, :], axis=2)[upper]
+
+    def agreement(codes):
+        return np.corrcoef((codes[:, None, :] != codes[None, :, :]).sum(axis=2)[upper], own)[0, 1]
+
+    assert agreement(mixed) > agreement(plain) + 0.1
+    assert np.array_equal(plain, diffusion_codes(graph, bits=16, time=30, view=view, mix=0.0))
+
+
+@pytest.mark.parametrize("n,bits", [(3, 8), (12, 32), (40, 64)])
+def test_tiny_graphs(n, bits):
+    X = np.random.default_rng(0).random((n, 6)).astype(np.float32)
+    codes = diffusion_codes(knn_graph(X, k=3, dims=4), bits=bits, time=5)
+    assert codes.shape == (n, bits)
+
+
+def test_target_loss_by_hand():
+    logits = torch.tensor([[2.0, -1.0]])
+    target = torch.tensor([[1.0, 0.0]])
+    expected = (np.log1p(np.exp(-2.0)) + np.log1p(np.exp(-1.0))) / 2
+    assert target_loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
+    assert target_loss(logits, 1 - target) > target_loss(logits, target)
+
+
+def _fit(X, **cfg):
+    tc = TrainConfig(epochs=6, batch_size=32, seed=0, device="cpu", n_neighbors=5, **cfg)
+    return AutoencoderHasher(bits=8, hidden=[32], train_config=tc).fit(X, output_type="real", progress=False)
+
+
+def test_the_diffusion_term_makes_the_codes_follow_the_clusters():
+    X, labels = blobs(spread=1.5)
+    X = X - X.min()  # keep the inputs in a range the small model reconstructs easily
+
+    def cluster_purity(h):
+        codes = h.encode(X)
+        d = np.unpackbits(codes[:, None, :] ^ codes[None, :, :], axis=2).sum(axis=2).astype(float)
+        np.fill_diagonal(d, np.inf)
+        nearest = np.argsort(d, axis=1, kind="stable")[:, :20]
+        return (labels[nearest] == labels[:, None]).mean()
+
+    with_term, without = _fit(X, diffusion=3.0, diffusion_time=10), _fit(X, diffusion=0.0)
+    assert cluster_purity(with_term) > cluster_purity(without)
+    assert cluster_purity(with_term) > 0.9
+    assert np.array_equal(with_term.encode(X), _fit(X, diffusion=3.0, diffusion_time=10).encode(X))
+
+
+def test_tiny_training_sets_skip_the_diffusion_term():
+    X = np.random.default_rng(0).random((MIN_DIFFUSION_ROWS - 1, 6)).astype(np.float32)
+    assert _fit(X).encode(X).shape == (len(X), 1)
+
+
+@pytest.mark.parametrize("kw", [dict(diffusion=-1), dict(diffusion_time=-1), dict(diffusion_mix=-0.5)])
+def test_config_validation(kw):
+    with pytest.raises(ConfigError):
+        TrainConfig(**kw)
