@@ -55,6 +55,11 @@ def training_options(fn):
                           "principal subspace are drawn together (0: off)."),
         click.option("--temperature", default=0.3, show_default=True,
                      help="Neighbour term: softmax temperature of its contrastive form; 0 = a pull only."),
+        click.option("--diffusion", default=0.3, show_default=True,
+                     help="Weight of the diffusion term: the code layer learns target bits from a random walk on the "
+                          "items' k-nearest-neighbour graph, so items of one kind share bits (0: off)."),
+        click.option("--diffusion-time", default=100.0, show_default=True,
+                     help="Diffusion term: steps of the random walk; more = coarser, more class-like bits."),
         click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]),
                      help="Where to train: auto picks CUDA, then Apple MPS, then the CPU."),
         click.option("--seed", default=0, show_default=True, help="Random seed (CPU runs are reproducible)."),
@@ -79,7 +84,8 @@ def parse_hidden(hidden: str) -> list[int]:
 
 
 def build_hasher(bits: int, hasher: str, epochs: int, batch_size: int, lr: float, noise: float, hidden: str,
-                 device: str, seed: int, neighbors: float = 0.0, temperature: float = 0.3):
+                 device: str, seed: int, neighbors: float = 0.0, temperature: float = 0.3, diffusion: float = 0.3,
+                 diffusion_time: float = 100.0):
     """A fresh, untrained hasher from command-line options."""
     from .errors import ConfigError
     from .hashers import hasher_class
@@ -90,7 +96,8 @@ def build_hasher(bits: int, hasher: str, epochs: int, batch_size: int, lr: float
 
         widths = parse_hidden(hidden)
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, noise=noise, device=device, seed=seed,
-                          neighbors=neighbors, temperature=temperature)
+                          neighbors=neighbors, temperature=temperature, diffusion=diffusion,
+                          diffusion_time=diffusion_time)
         return cls(bits=bits, hidden=widths, train_config=cfg)
     return cls(bits=bits, seed=seed)
 

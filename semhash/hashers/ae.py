@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from ..errors import ModelError
 from .autoencoder import AEConfig, BinaryAutoencoder
 from .base import Features, Hasher
-from .train import TrainConfig, predict_logits, train
+from .train import TrainConfig, pick_device, predict_logits, train
 
 WEIGHTS_FILE = "model.pt"
 MIN_DIFFUSION_ROWS = 10  # fewer training rows: no graph worth diffusing over, the term is skipped
@@ -49,8 +50,11 @@ class AutoencoderHasher(Hasher):
         use_diffusion = bool(tc.diffusion) and X.shape[0] >= MIN_DIFFUSION_ROWS
         if tc.neighbors or use_diffusion:
             from .neighbors import knn_graph, principal_view
+            if progress:
+                print(f"neighbour graph of {X.shape[0]:,} rows" + (" and its diffusion codes" if use_diffusion else "")
+                      + " ...", file=sys.stderr, flush=True)
             view = principal_view(X, seed=tc.seed)
-            graph = knn_graph(X, tc.n_neighbors, seed=tc.seed, view=view)
+            graph = knn_graph(X, tc.n_neighbors, seed=tc.seed, view=view, device=pick_device(tc.device))
         if use_diffusion:
             from .diffusion import diffusion_codes
             targets = diffusion_codes(graph, self.bits, tc.diffusion_time, seed=tc.seed, view=view,

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import eigsh
+from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
+from ..errors import ModelError
 from .baselines import itq_rotation
 
 EIGENVECTORS = 64  # diffusion coordinates computed (at least `bits`)
@@ -46,7 +47,14 @@ def diffusion_embedding(neighbors: np.ndarray, dims: int, time: float, seed: int
         vals, vecs = np.linalg.eigh(A.toarray())
     else:
         v0 = np.random.default_rng(seed).standard_normal(n)
-        vals, vecs = eigsh(A, k=dims + 1, which="LA", tol=1e-4, v0=v0)
+        try:
+            vals, vecs = eigsh(A, k=dims + 1, which="LA", tol=1e-4, v0=v0)
+        except ArpackNoConvergence as e:
+            if len(e.eigenvalues) < 2:
+                raise ModelError("the diffusion term's eigensolver did not converge on this corpus's "
+                                 "neighbour graph; train without it (--diffusion 0)") from None
+            vals, vecs = e.eigenvalues, e.eigenvectors  # the ones that converged
+            dims = len(vals) - 1
     order = np.argsort(-vals)[:dims + 1]
     vals, vecs = vals[order], vecs[:, order] * inv_root[:, None]  # random-walk eigenvectors
     vals, vecs = vals[1:], vecs[:, 1:]  # drop the stationary (constant) one
