@@ -35,7 +35,8 @@ def build(method: str, bits: int, overrides: list[str], seed: int):
         if key == "hidden":
             options[key] = [int(x) for x in value.split(",")]
         elif hasattr(defaults, key):
-            options[key] = type(getattr(defaults, key))(value)
+            default = getattr(defaults, key)
+            options[key] = float(value) if default is None else type(default)(value)
         else:
             options[key] = float(value)  # dropout
     return make_hasher(method, bits, seed=seed, ae_options=options)

@@ -58,8 +58,9 @@ def training_options(fn):
         click.option("--diffusion", default=0.3, show_default=True,
                      help="Weight of the diffusion term: the code layer learns target bits from a random walk on the "
                           "items' k-nearest-neighbour graph, so items of one kind share bits (0: off)."),
-        click.option("--diffusion-time", default=100.0, show_default=True,
-                     help="Diffusion term: steps of the random walk; more = coarser, more class-like bits."),
+        click.option("--diffusion-time", default=None, type=float,
+                     help="Diffusion term: steps of the random walk; more = coarser, more class-like bits  "
+                          "[default: 10 for texts, 100 for vectors]."),
         click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]),
                      help="Where to train: auto picks CUDA, then Apple MPS, then the CPU."),
         click.option("--seed", default=0, show_default=True, help="Random seed (CPU runs are reproducible)."),
@@ -85,7 +86,7 @@ def parse_hidden(hidden: str) -> list[int]:
 
 def build_hasher(bits: int, hasher: str, epochs: int, batch_size: int, lr: float, noise: float, hidden: str,
                  device: str, seed: int, neighbors: float = 0.0, temperature: float = 0.3, diffusion: float = 0.3,
-                 diffusion_time: float = 100.0):
+                 diffusion_time: float | None = None):
     """A fresh, untrained hasher from command-line options."""
     from .errors import ConfigError
     from .hashers import hasher_class

@@ -241,7 +241,7 @@ def test_train_with_and_without_the_diffusion_term(tmp_path, topic_docs, write_j
     corpus = write_jsonl(tmp_path / "docs.jsonl", topic_docs(40, seed=6))
     assert run("train", corpus, *FAST, "-o", tmp_path / "d").exit_code == 0
     default = Model.load(tmp_path / "d").hasher.train_config
-    assert (default.diffusion, default.diffusion_time, default.diffusion_mix) == (0.3, 100.0, 1.0)
+    assert (default.diffusion, default.diffusion_time, default.diffusion_mix) == (0.3, None, 1.0)
     result = run("train", corpus, *FAST, "-o", tmp_path / "m", "--diffusion", "0", "--diffusion-time", "20")
     assert result.exit_code == 0, result.output
     train_cfg = Model.load(tmp_path / "m").hasher.train_config

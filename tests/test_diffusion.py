@@ -132,3 +132,11 @@ def test_tiny_training_sets_skip_the_diffusion_term():
 def test_config_validation(kw):
     with pytest.raises(ConfigError):
         TrainConfig(**kw)
+
+
+def test_default_walk_length_depends_on_the_data_type():
+    from semhash.hashers.diffusion import default_time
+
+    assert default_time("distribution") == 10.0
+    assert default_time("unit") == default_time("real") == 100.0
+    assert TrainConfig().diffusion_time is None

@@ -56,8 +56,9 @@ class AutoencoderHasher(Hasher):
             view = principal_view(X, seed=tc.seed)
             graph = knn_graph(X, tc.n_neighbors, seed=tc.seed, view=view, device=pick_device(tc.device))
         if use_diffusion:
-            from .diffusion import diffusion_codes
-            targets = diffusion_codes(graph, self.bits, tc.diffusion_time, seed=tc.seed, view=view,
+            from .diffusion import default_time, diffusion_codes
+            time = tc.diffusion_time if tc.diffusion_time is not None else default_time(output_type)
+            targets = diffusion_codes(graph, self.bits, time, seed=tc.seed, view=view,
                                       mix=tc.diffusion_mix)
         self.history = train(self.model, X, tc, progress=progress, neighbors=graph, targets=targets)
         self.model.to("cpu")  # inference and saving happen on the CPU unless asked otherwise

@@ -22,8 +22,15 @@ from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 from ..errors import ModelError
 from .baselines import itq_rotation
 
+TEXT_TIME, OTHER_TIME = 10.0, 100.0  # default walk lengths, measured (README, "How the defaults were chosen")
 EIGENVECTORS = 64  # diffusion coordinates computed (at least `bits`)
 ITQ_ITERATIONS = 50
+
+
+def default_time(output_type: str) -> float:
+    """The walk length when none is given: texts (the autoencoder's "distribution" output) need a short
+    walk (their LSA neighbour graph is noisy: a long walk blurs sections together), images a long one."""
+    return TEXT_TIME if output_type == "distribution" else OTHER_TIME
 
 
 def normalized_adjacency(neighbors: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:

@@ -34,7 +34,8 @@ class TrainConfig:
     n_neighbors: int = 10      # neighbours per item in the k-NN graph of the training rows
     temperature: float = 0.3   # of the neighbour term's softmax
     diffusion: float = 0.3     # weight of the diffusion-code target term (relative, likewise); see diffusion.py
-    diffusion_time: float = 100.0  # random-walk steps of the diffusion codes: more = coarser, class-like bits
+    diffusion_time: float | None = None  # random-walk steps of the diffusion codes (more = coarser, class-like
+                                         # bits); None: 10 for texts, 100 otherwise (see diffusion.default_time)
     diffusion_mix: float = 1.0  # weight of the items' own principal coordinates beside the diffusion ones
     val_fraction: float = 0.1  # held out for early stopping (0 disables)
     patience: int = 5          # epochs without validation improvement before stopping
@@ -49,7 +50,8 @@ class TrainConfig:
             (self.noise >= 0, "noise must be >= 0"),
             (self.noise_ramp >= 0, "noise ramp must be >= 0"),
             (min(self.balance, self.decorrelation, self.neighbors, self.diffusion) >= 0, "penalty weights must be >= 0"),
-            (self.diffusion_time >= 0 and self.diffusion_mix >= 0, "diffusion time and mix must be >= 0"),
+            ((self.diffusion_time is None or self.diffusion_time >= 0) and self.diffusion_mix >= 0,
+             "diffusion time and mix must be >= 0"),
             (self.n_neighbors >= 1, "n_neighbors must be at least 1"),
             (self.temperature >= 0, "temperature must be >= 0 (0: a pull between neighbours only)"),
             (0 <= self.val_fraction < 1, "validation fraction must be in [0, 1)"),
