@@ -227,11 +227,16 @@ def test_version():
     assert result.exit_code == 0 and "0.1.0" in result.output
 
 
+def trained_config(corpus, out, *options):
+    """Train with the fast options plus `options`; the saved model's TrainConfig."""
+    result = run("train", corpus, *FAST, "-o", out, *options)
+    assert result.exit_code == 0, result.output
+    return Model.load(out).hasher.train_config
+
+
 def test_train_with_the_neighbour_term(tmp_path, topic_docs, write_jsonl):
     corpus = write_jsonl(tmp_path / "docs.jsonl", topic_docs(40, seed=6))
-    result = run("train", corpus, *FAST, "-o", tmp_path / "m", "--neighbors", "0.5", "--temperature", "0")
-    assert result.exit_code == 0, result.output
-    train_cfg = Model.load(tmp_path / "m").hasher.train_config
+    train_cfg = trained_config(corpus, tmp_path / "m", "--neighbors", "0.5", "--temperature", "0")
     assert (train_cfg.neighbors, train_cfg.temperature) == (0.5, 0.0)
     bad = run("train", corpus, *FAST, "-o", tmp_path / "m2", "--neighbors", "-1")
     assert bad.exit_code == 1 and bad.stderr == "Error: penalty weights must be >= 0\n"
@@ -239,12 +244,9 @@ def test_train_with_the_neighbour_term(tmp_path, topic_docs, write_jsonl):
 
 def test_train_with_and_without_the_diffusion_term(tmp_path, topic_docs, write_jsonl):
     corpus = write_jsonl(tmp_path / "docs.jsonl", topic_docs(40, seed=6))
-    assert run("train", corpus, *FAST, "-o", tmp_path / "d").exit_code == 0
-    default = Model.load(tmp_path / "d").hasher.train_config
+    default = trained_config(corpus, tmp_path / "d")
     assert (default.diffusion, default.diffusion_time, default.diffusion_mix) == (0.3, None, 1.0)
-    result = run("train", corpus, *FAST, "-o", tmp_path / "m", "--diffusion", "0", "--diffusion-time", "20")
-    assert result.exit_code == 0, result.output
-    train_cfg = Model.load(tmp_path / "m").hasher.train_config
+    train_cfg = trained_config(corpus, tmp_path / "m", "--diffusion", "0", "--diffusion-time", "20")
     assert (train_cfg.diffusion, train_cfg.diffusion_time) == (0.0, 20.0)
     bad = run("train", corpus, *FAST, "-o", tmp_path / "m2", "--diffusion-time", "-1")
     assert bad.exit_code == 1 and bad.stderr == "Error: diffusion time and mix must be >= 0\n"

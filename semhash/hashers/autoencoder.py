@@ -112,7 +112,6 @@ def neighbor_loss(z: torch.Tensor, z_nb: torch.Tensor, temperature: float) -> to
     return 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))
 
 
-
 def target_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy between the code logits and 0/1 target bits, mean over bits and items."""
     return F.binary_cross_entropy_with_logits(logits.float(), target)
