@@ -1,4 +1,5 @@
-"""The FAISS binary index: exhaustive Hamming search over packed codes, keyed by the store's row ids.
+"""FAISS binary indexes: the id-mapped index of every item (kept in the index directory), and the
+searcher's scan over the distinct codes.
 
 The only module that imports faiss.
 """
@@ -47,26 +48,7 @@ class BinaryANN:
         """Every item within Hamming distance `radius` (inclusive; a scalar or one per query).
 
         Returns (lims, distances, row ids) in FAISS's layout: query i owns entries lims[i]:lims[i+1]."""
-        codes = np.ascontiguousarray(codes, dtype=np.uint8)
-        r = np.broadcast_to(np.asarray(radius, dtype=np.int64), (len(codes),))
-        if not len(self) or not len(codes):
-            return np.zeros(len(codes) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
-        if (r == r[0]).all():
-            # FAISS's range is strict (distance < radius), hence + 1
-            lims, d, ids = self.index.range_search(codes, int(r[0]) + 1)
-            return lims.astype(np.int64), d.astype(np.int32), ids.astype(np.int64)
-        # one FAISS call per distinct radius, then the answers are put back in query order
-        qs, ds, ids = [], [], []
-        for value in np.unique(r):
-            which = np.flatnonzero(r == value)
-            lims, d, i = self.range_search(codes[which], int(value))
-            qs.append(np.repeat(which, np.diff(lims)))
-            ds.append(d)
-            ids.append(i)
-        q = np.concatenate(qs)
-        order = np.argsort(q, kind="stable")
-        lims = np.searchsorted(q[order], np.arange(len(codes) + 1)).astype(np.int64)
-        return lims, np.concatenate(ds)[order], np.concatenate(ids)[order]
+        return _range_search(self.index, codes, radius)
 
     def contents(self) -> tuple[np.ndarray, np.ndarray]:
         """(row ids, codes) of everything indexed, sorted by row id."""
@@ -97,6 +79,59 @@ class BinaryANN:
         if index.d != bits:
             raise IndexError_(f"the FAISS index {path} holds {index.d}-bit codes, expected {bits}")
         return cls(bits, index)
+
+
+class CodeScan:
+    """Exhaustive Hamming search over a bucket table's distinct codes (`IndexBinaryFlat`).
+
+    A code's FAISS id is its position, that is its bucket index: no id map, and the scan costs one
+    comparison per distinct code rather than per item, which on skewed codes is far fewer."""
+
+    def __init__(self, codes: np.ndarray, bits: int):
+        self.bits = bits
+        self.index = faiss.IndexBinaryFlat(bits)
+        if len(codes):
+            self.index.add(np.ascontiguousarray(codes, dtype=np.uint8))
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def nbytes(self) -> int:
+        return len(self) * self.bits // 8
+
+    def search(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest codes of each query: (distances (n, k) int32, bucket indices (n, k) int64),
+        by distance (ties in no promised order); 1 <= k <= len(self)."""
+        d, idx = self.index.search(np.ascontiguousarray(codes, dtype=np.uint8), k)
+        return d.astype(np.int32), idx
+
+    def range_search(self, codes: np.ndarray, radius) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every code within `radius` (inclusive; scalar or per query): (lims, distances, bucket indices)."""
+        return _range_search(self.index, codes, radius)
+
+
+def _range_search(index, codes: np.ndarray, radius) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FAISS's range search with an inclusive radius, a scalar or one per query."""
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    r = np.broadcast_to(np.asarray(radius, dtype=np.int64), (len(codes),))
+    if not index.ntotal or not len(codes):
+        return np.zeros(len(codes) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
+    if (r == r[0]).all():
+        # FAISS's range is strict (distance < radius), hence + 1
+        lims, d, ids = index.range_search(codes, int(r[0]) + 1)
+        return lims.astype(np.int64), d.astype(np.int32), ids.astype(np.int64)
+    # one FAISS call per distinct radius, then the answers are put back in query order
+    qs, ds, ids = [], [], []
+    for value in np.unique(r):
+        which = np.flatnonzero(r == value)
+        lims, d, i = _range_search(index, codes[which], int(value))
+        qs.append(np.repeat(which, np.diff(lims)))
+        ds.append(d)
+        ids.append(i)
+    q = np.concatenate(qs)
+    order = np.argsort(q, kind="stable")
+    lims = np.searchsorted(q[order], np.arange(len(codes) + 1)).astype(np.int64)
+    return lims, np.concatenate(ds)[order], np.concatenate(ids)[order]
 
 
 def set_threads(n: int) -> None:

@@ -1,6 +1,7 @@
 """The bucket table: code -> row ids, in memory, compact, and vectorized for many lookups at once.
 
-Codes are integer keys (the first 64 bits of the code; longer codes are verified by the caller).
+One bucket per distinct code. Codes of at most 64 bits are integer keys; longer codes are grouped by
+the whole code, keyed by their first 64 bits for ordering only (probes need codes of <= 64 bits).
 The table is three flat arrays: the distinct keys sorted, an offsets array, and the row ids grouped
 by key, so `keys[i]`'s bucket is `row_ids[offsets[i]:offsets[i+1]]`. Lookups of many probes are one
 `searchsorted` plus gathers, with no Python loop per probe.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .codes import to_keys
+from .codes import from_keys, to_keys
 
 _FILTER_SLOTS_PER_KEY = 16
 _LOW32 = np.uint64(0xFFFFFFFF)
@@ -60,17 +61,36 @@ def code_keys(codes: np.ndarray) -> np.ndarray:
 
 
 class BucketTable:
-    def __init__(self, keys: np.ndarray, offsets: np.ndarray, row_ids: np.ndarray):
-        self.keys = keys          # (d,) uint64, sorted, distinct
+    def __init__(self, keys: np.ndarray, offsets: np.ndarray, row_ids: np.ndarray,
+                 code_bytes: int = 8, codes: np.ndarray | None = None):
+        self.keys = keys          # (d,) uint64, sorted; distinct for codes of <= 64 bits
         self.offsets = offsets    # (d + 1,) int64
-        self.row_ids = row_ids    # (n,) int64, grouped by key, ascending within a bucket
+        self.row_ids = row_ids    # (n,) int64, grouped by code, ascending within a bucket
+        self.code_bytes = code_bytes  # packed bytes per code
+        self._codes = codes       # (d, code_bytes) distinct packed codes, kept only for codes over 64 bits
         self._filter: tuple[np.ndarray, _XorHash] | None = None  # built on the first lookup
         self._by_row: tuple[np.ndarray, np.ndarray] | None = None  # for positions_of, built on first use
 
     @classmethod
     def build(cls, row_ids: np.ndarray, codes: np.ndarray) -> "BucketTable":
-        """Build from aligned row ids and packed codes."""
-        return cls.from_keys(np.asarray(row_ids, dtype=np.int64), code_keys(codes))
+        """Build from aligned row ids and packed codes: one bucket per distinct code, buckets in code
+        order (the code read as an unsigned integer), items in row-id order within a bucket."""
+        c = np.ascontiguousarray(codes, dtype=np.uint8)
+        row_ids = np.asarray(row_ids, dtype=np.int64)
+        nbytes = c.shape[1] if c.ndim == 2 else 8
+        if nbytes <= 8:
+            table = cls.from_keys(row_ids, code_keys(c))
+            table.code_bytes = nbytes
+            return table
+        # longer codes: big-endian 64-bit words, compared most significant first
+        words = np.zeros((len(c), -(-nbytes // 8) * 8), dtype=np.uint8)
+        words[:, :nbytes] = c
+        words = words.view(">u8").astype(np.uint64)
+        order = np.lexsort((row_ids,) + tuple(words[:, j] for j in reversed(range(words.shape[1]))))
+        w, r = words[order], row_ids[order]
+        new = np.r_[True, (w[1:] != w[:-1]).any(axis=1)] if len(w) else np.zeros(0, bool)
+        starts = np.flatnonzero(new)
+        return cls(w[starts, 0], np.r_[starts, len(w)].astype(np.int64), r, nbytes, c[order[starts]])
 
     @classmethod
     def from_keys(cls, row_ids: np.ndarray, keys: np.ndarray) -> "BucketTable":
@@ -83,6 +103,12 @@ class BucketTable:
         offsets = np.r_[starts, len(k)].astype(np.int64)
         return cls(k[starts], offsets, r)
 
+    def distinct_codes(self) -> np.ndarray:
+        """The packed code of each bucket, (d, code_bytes) uint8, in bucket order."""
+        if self._codes is not None:
+            return self._codes
+        return from_keys(self.keys, self.code_bytes * 8)
+
     def __len__(self) -> int:
         return len(self.row_ids)
 
@@ -94,7 +120,8 @@ class BucketTable:
         return np.diff(self.offsets)
 
     def nbytes(self) -> int:
-        return self.keys.nbytes + self.offsets.nbytes + self.row_ids.nbytes
+        extra = self._codes.nbytes if self._codes is not None else 0
+        return self.keys.nbytes + self.offsets.nbytes + self.row_ids.nbytes + extra
 
     def find(self, probes: np.ndarray) -> np.ndarray:
         """Index into `keys` of each probe key, or -1 where that bucket is empty. Any shape."""

@@ -401,7 +401,7 @@ class Engine:
     @property
     def searcher(self) -> Searcher:
         if self._searcher is None:
-            self._searcher = Searcher(self.buckets, self.ann, self.model.bits)
+            self._searcher = Searcher(self.buckets, self.model.bits)
         return self._searcher
 
     def _answers(self, batch: Batch, results: list[Result],

@@ -39,6 +39,9 @@ class MultiIndex:
         self.tables = [BucketTable.from_keys(ids, self._sub(keys, j)) for j in range(self.m)]
         self._masks: dict[tuple[int, int], np.ndarray] = {}
 
+    def nbytes(self) -> int:
+        return sum(t.nbytes() for t in self.tables)
+
     def _sub(self, keys: np.ndarray, j: int) -> np.ndarray:
         return (keys >> np.uint64(self.offsets[j])) & np.uint64((1 << self.widths[j]) - 1)
 

@@ -1,19 +1,24 @@
-"""The query module: exact bucket first, then the Hamming ball by bit flips, then an exact FAISS fill.
+"""The query module: exact bucket first, then the Hamming ball by bit flips, then an exact scan fill.
 
 Semantics (for every strategy, so the caller gets the same answer whichever runs):
 - radius mode (`k=None`): every stored item within Hamming distance `radius` (inclusive), each once.
 - k-nearest mode: the ball grows by one bit at a time (distance 0, 1, 2, ...) until it holds `k`
-  items or reaches `radius`; queries still short of `k` are filled with the exact nearest items
-  from the FAISS index, marked `filled`. The result is the exact k nearest either way.
-- order: by distance; ties by code (as an unsigned integer: the bucket table's key order), then
-  by row id (the order items were first indexed). Deterministic, and the first k by that order are
-  returned. (Code before row id keeps the ball cheap: items of one bucket are already in row-id
-  order, so only the hit buckets of each distance band are sorted, never the items.)
+  items or reaches the planned radius; queries still short of `k` are filled with the exact nearest
+  items from a scan of the distinct codes, marked `filled`. The result is the exact k nearest.
+- order: by distance; ties by code (as an unsigned integer: the bucket table's order), then by row
+  id (the order items were first indexed). Deterministic, and the first k by that order are
+  returned.
 - `searched_radius`: the largest distance up to which every stored item was examined.
 
-Strategies: "ball" enumerates sum_{i<=r} C(bits, i) probe codes per query against the bucket
-table (vectorized over the whole batch); "scan" asks FAISS for an exhaustive Hamming search.
-"auto" picks by a cost model: probes cost about PROBE_COST item-scans each.
+Everything works on *buckets* (query, distance, bucket) until the last step: one sort of those
+triples orders every answer, since bucket order is code order and a bucket's items are already in
+row-id order. In k-nearest mode only the first k items of each query are then taken, as slices of
+the ordered buckets, so the work and memory of a query are bounded by k however large its buckets.
+
+Strategies: "ball" enumerates sum_{i<=r} C(bits, i) probe codes per query against the bucket table
+(vectorized over the whole batch); "mih" is multi-index hashing (mih.py); "scan" asks FAISS for an
+exhaustive Hamming search of the distinct codes. "auto" picks by a cost model: a probe costs about
+PROBE_COST code comparisons of the scan, and the scan one per distinct code.
 """
 from __future__ import annotations
 
@@ -22,22 +27,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ann import BinaryANN
-from .buckets import BucketTable, code_keys
+from .ann import CodeScan
+from .buckets import BucketTable, code_keys, concat_ranges
 from .codes import ball_size, flip_masks
 from .errors import ConfigError
 from .mih import MultiIndex
 
-PROBE_COST = 60          # one bucket probe costs about this many FAISS item comparisons
+PROBE_COST = 60          # one bucket probe costs about this many FAISS code comparisons
 PROBE_BLOCK = 1 << 21    # probes materialized at once (memory bound: ~16 bytes each)
-MIH_MIN_ITEMS = 20_000   # below this a FAISS scan is as cheap as building substring tables
+MIH_MIN_CODES = 20_000   # below this a scan is as cheap as building substring tables
 MIH_MAX_LEVEL = 2
 STRATEGIES = ("auto", "ball", "mih", "scan")
 
 
 @dataclass
 class Result:
-    """The answer to one query: row ids in order, their distances, which came from the FAISS fill."""
+    """The answer to one query: row ids in order, their distances, which came from the scan fill."""
 
     row_ids: np.ndarray
     distances: np.ndarray
@@ -47,10 +52,11 @@ class Result:
 
 
 class Searcher:
-    def __init__(self, buckets: BucketTable, ann: BinaryANN, bits: int):
-        self.buckets, self.ann, self.bits = buckets, ann, bits
+    def __init__(self, buckets: BucketTable, bits: int):
+        self.buckets, self.bits = buckets, bits
         self._masks: dict[int, np.ndarray] = {}
         self._mih: MultiIndex | None = None
+        self._scan: CodeScan | None = None
 
     @property
     def multi_index(self) -> MultiIndex:
@@ -59,13 +65,29 @@ class Searcher:
             self._mih = MultiIndex(self.buckets.keys, self.bits)
         return self._mih
 
+    @property
+    def code_scan(self) -> CodeScan:
+        """The exhaustive search over the distinct codes, built on first use."""
+        if self._scan is None:
+            self._scan = CodeScan(self.buckets.distinct_codes(), self.bits)
+        return self._scan
+
+    def nbytes(self) -> int:
+        """Bytes held by the search structures built so far (the bucket table included)."""
+        total = self.buckets.nbytes() + sum(m.nbytes for m in self._masks.values())
+        if self._scan is not None:
+            total += self._scan.nbytes()
+        if self._mih is not None:
+            total += self._mih.nbytes()
+        return total
+
     def masks(self, d: int) -> np.ndarray:
         if d not in self._masks:
             self._masks[d] = flip_masks(self.bits, d)
         return self._masks[d]
 
     def plan(self, k: int | None, radius: int, strategy: str = "auto") -> tuple[str, int]:
-        """(strategy, depth): for "ball" the radius the bit-flip ball goes to before the FAISS fill
+        """(strategy, depth): for "ball" the radius the bit-flip ball goes to before the scan fill
         takes over; for "mih" the last substring level probed before it."""
         if strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -78,13 +100,15 @@ class Searcher:
             return "mih", (radius // self.multi_index.m if k is None else self._mih_level())
         if strategy == "ball":
             return "ball", radius
-        n = max(1, len(self.buckets))
+        # a scan compares every distinct code; a k-nearest answer takes at most k items of each
+        # bucket, so the ball costs its probes whatever the bucket sizes
+        n = max(1, self.buckets.n_buckets)
         r = -1
         while r < radius and ball_size(self.bits, r + 1) * PROBE_COST <= n:
             r += 1
         if r < 0 or (k is None and r < radius):
             return "scan", -1
-        if k is not None and self.bits > 32 and n >= MIH_MIN_ITEMS and self.multi_index.searched(0) >= r:
+        if k is not None and self.bits > 32 and n >= MIH_MIN_CODES and self.multi_index.searched(0) >= r:
             # long codes: the ball stops at a small radius, while MIH's first levels already search
             # at least as far (and the next ones much farther) for a few probes
             return "mih", self._mih_level()
@@ -92,7 +116,7 @@ class Searcher:
 
     def _mih_level(self) -> int:
         """The deepest substring level whose probes (all levels up to it) cost less than a scan."""
-        mih, n = self.multi_index, max(1, len(self.buckets))
+        mih, n = self.multi_index, max(1, self.buckets.n_buckets)
         level, probes = 0, mih.level_probes(0)
         while level < MIH_MAX_LEVEL and (probes + mih.level_probes(level + 1)) * PROBE_COST <= n \
                 and mih.searched(level) < self.bits:
@@ -120,15 +144,13 @@ class Searcher:
             return self._ball_radius(codes, ball_r) if name == "ball" else self._multi_index(codes, None, ball_r, radius)
         results = self._ball(codes, k, ball_r) if name == "ball" else self._multi_index(codes, k, ball_r)
         short = np.flatnonzero(np.diff(results.lims) < k)
-        if len(short) and len(self.ann):
+        if len(short) and len(self.buckets):
             filled = self._fill(codes[short], k, results.searched[short], f"{name}+fill")
             results = results.replace(short, filled)
         return results
 
     def _ball(self, codes: np.ndarray, k: int, radius: int) -> "Results":
-        """k-nearest mode: grow the ball one distance at a time; queries with k hits drop out.
-
-        Works on buckets (query, distance, bucket) until the end (`_from_buckets`)."""
+        """k-nearest mode: grow the ball one distance at a time; queries with k hits drop out."""
         keys = code_keys(codes)
         nq = len(keys)
         counts = np.zeros(nq, dtype=np.int64)
@@ -163,14 +185,22 @@ class Searcher:
 
     def _from_buckets(self, q, dist, bucket, nq, k, searched, strategy) -> "Results":
         """Results from (query, distance, bucket) triples, each bucket within its query's searched
-        radius: one sort of the triples orders every answer by (distance, code, row id), since bucket
-        positions follow (code, row id); then the buckets' items, the first k of each query."""
+        radius, or found by a scan (then hits beyond `searched` are marked filled): one sort of the
+        triples orders every answer by (distance, code, row id), since bucket order is code order;
+        then each query's items are taken from its buckets in that order, at most k of them."""
         q, dist, bucket = _sort3(q, dist, bucket)
-        pos, per_bucket = self.buckets.spans(bucket)
-        q, dist = np.repeat(q, per_bucket), np.repeat(dist, per_bucket)
-        lims, keep = _first_k(q, nq, k)
-        return Results(lims, self.buckets.row_ids[pos[keep]], dist[keep].astype(np.int32),
-                       np.zeros(int(lims[-1]), bool), searched, np.full(nq, strategy, dtype=object))
+        starts = self.buckets.offsets[bucket]
+        take = self.buckets.offsets[bucket + 1] - starts
+        if k is not None and len(q):
+            take = _first_k_items(q, take, k)
+            used = take > 0
+            q, dist, starts, take = q[used], dist[used], starts[used], take[used]
+        counts = np.bincount(q, weights=take, minlength=nq).astype(np.int64) if len(q) else np.zeros(nq, np.int64)
+        d = np.repeat(dist.astype(np.int32), take)
+        searched = np.asarray(searched, np.int64)
+        filled = d > np.repeat(searched[q], take)
+        return Results(np.r_[0, np.cumsum(counts)], self.buckets.row_ids[concat_ranges(starts, take)], d, filled,
+                       searched, np.full(nq, strategy, dtype=object))
 
     def _ball_radius(self, codes: np.ndarray, radius: int) -> "Results":
         """Radius mode: every probe of the ball at once. Hits come out grouped by query and by
@@ -205,46 +235,35 @@ class Searcher:
                        np.full(nq, radius), np.full(nq, "ball", dtype=object))
 
     def _scan_radius(self, codes: np.ndarray, radius: int) -> "Results":
-        lims, d, ids = self.ann.range_search(codes, radius)
+        lims, d, bucket = self.code_scan.range_search(codes, radius)
         nq = len(codes)
         q = np.repeat(np.arange(nq), np.diff(lims))
-        return self._ordered(q, d, ids, nq, None, np.full(nq, radius), "scan")
+        return self._from_buckets(q, d, bucket, nq, None, np.full(nq, radius), "scan")
 
     def _fill(self, codes: np.ndarray, k: int, searched: np.ndarray, strategy: str) -> "Results":
-        """The exact k nearest (ties by code, then row id) of every query, from FAISS; hits beyond
-        `searched` (each query's completely searched radius) are marked filled."""
-        nq = len(codes)
-        kk = min(k, len(self.ann))
-        if kk == 0:
-            return Results(np.zeros(nq + 1, np.int64), *_empty(), searched, np.full(nq, strategy, dtype=object))
-        # Ask FAISS for more than k: where the extra neighbours lie strictly beyond the k-th distance,
-        # every tie at the boundary is already in hand and is ordered here. Only queries whose ties
-        # run past the extra ones need a second, range-search pass.
-        wide = min(len(self.ann), 2 * kk)
-        dw, iw = self.ann.search(codes, wide)
-        kth = dw[:, kk - 1]
-        ties_cut = (dw[:, wide - 1] == kth) & (wide < len(self.ann))
-        keep = dw <= kth[:, None]
-        q = np.repeat(np.arange(nq), keep.sum(axis=1))
-        ids, d = iw[keep], dw[keep]
-        if ties_cut.any():
-            again = np.flatnonzero(ties_cut)
-            lims, d2, ids2 = self.ann.range_search(codes[again], kth[again])
-            q2 = np.repeat(again, np.diff(lims))
-            drop = ties_cut[q]
-            q, ids, d = np.r_[q[~drop], q2], np.r_[ids[~drop], ids2], np.r_[d[~drop], d2]
-        return self._ordered(q, d, ids, nq, k, searched, strategy)
+        """The exact k nearest (ties by code, then row id) of every query, from a scan of the distinct
+        codes; hits beyond `searched` (each query's completely searched radius) are marked filled.
 
-    def _ordered(self, q, d, row_ids, nq, k, searched, strategy) -> "Results":
-        """Results from unordered (query, distance, row id) triples: ordered by (distance, code,
-        row id) within each query, the first k kept; hits beyond `searched` marked filled."""
-        pos = self.buckets.positions_of(row_ids)
-        q, d, pos = _sort3(np.asarray(q, np.int64), np.asarray(d, np.int64), pos)
-        lims, keep = _first_k(q, nq, k)
-        d = d[keep].astype(np.int32)
-        filled = d > np.repeat(np.asarray(searched), np.diff(lims))
-        return Results(lims, self.buckets.row_ids[pos[keep]], d, filled, np.asarray(searched, np.int64),
-                       np.full(nq, strategy, dtype=object))
+        The scan's nearest `wide` codes (every bucket holds an item, so k codes hold k items) are
+        complete below the farthest distance among them; where the items found closer than that
+        are fewer than k, the ties at that distance may run past the list, and those queries take
+        every code within that distance by a range search instead."""
+        nq, n_codes = len(codes), self.buckets.n_buckets
+        if n_codes == 0:
+            return Results(np.zeros(nq + 1, np.int64), *_empty(), searched, np.full(nq, strategy, dtype=object))
+        wide = min(n_codes, 2 * k)
+        dw, bw = self.code_scan.search(codes, wide)
+        inner = dw < dw[:, -1:]
+        closer = np.where(inner, self.buckets.sizes()[bw], 0).sum(axis=1)
+        again = np.flatnonzero((closer < k) & (wide < n_codes))
+        take = inner if wide < n_codes else np.ones_like(inner)
+        take[again] = False
+        q = np.repeat(np.arange(nq), take.sum(axis=1))
+        d, b = dw[take], bw[take]
+        if len(again):
+            lims, d2, b2 = self.code_scan.range_search(codes[again], dw[again, -1])
+            q, d, b = np.r_[q, np.repeat(again, np.diff(lims))], np.r_[d, d2], np.r_[b, b2]
+        return self._from_buckets(q, d, b, nq, k, searched, strategy)
 
 
 class Results(Sequence):
@@ -314,11 +333,11 @@ def _sort3(q: np.ndarray, d: np.ndarray, pos: np.ndarray):
     return q[order], d[order], pos[order]
 
 
-def _first_k(q: np.ndarray, nq: int, k: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(lims, keep) for hits sorted by query: keep the first k of each query (all if k is None)."""
-    counts = np.bincount(q, minlength=nq) if len(q) else np.zeros(nq, np.int64)
-    if k is None:
-        return np.r_[0, np.cumsum(counts)], slice(None)
-    starts = np.cumsum(counts) - counts
-    rank = np.arange(len(q)) - np.repeat(starts, counts)
-    return np.r_[0, np.cumsum(np.minimum(counts, k))], rank < k
+def _first_k_items(q: np.ndarray, sizes: np.ndarray, k: int) -> np.ndarray:
+    """Items to take from each bucket, the buckets sorted by query, so that each query gets its
+    first k items in bucket order: all of the buckets before the k-th item, a slice of the bucket
+    holding it, none after."""
+    before = np.cumsum(sizes) - sizes                      # items in earlier buckets, any query
+    first = np.r_[0, np.flatnonzero(q[1:] != q[:-1]) + 1]  # each query's first bucket
+    before -= np.repeat(before[first], np.diff(np.r_[first, len(q)]))
+    return np.clip(k - before, 0, sizes)

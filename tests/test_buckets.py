@@ -86,14 +86,25 @@ def test_find_any_shape():
     assert found.tolist() == [[0, 1], [2, -1]]
 
 
-def test_long_codes_keyed_by_first_64_bits():
+def test_long_codes_grouped_by_the_whole_code():
+    """128-bit codes: one bucket per distinct whole code, in code order, even where the first 64 bits
+    agree; keys are the first 64 bits (for ordering), the distinct codes come back whole."""
     rng = np.random.default_rng(3)
     codes = rng.integers(0, 256, size=(50, 16), dtype=np.uint8)  # 128 bits
     codes[10:20, :8] = codes[0, :8]  # same first 64 bits, different tails
+    codes[30] = codes[0]             # and one exact duplicate
     table = BucketTable.build(np.arange(50), codes)
-    key = to_keys(codes[:1, :8])
-    assert table.lookup(key)[0].tolist() == [0] + list(range(10, 20))
-    assert table.n_buckets == 40
+    assert table.n_buckets == 49
+    distinct = table.distinct_codes()
+    order = sorted(range(49), key=lambda i: distinct[i].tobytes())
+    assert order == list(range(49))  # bucket order is code order
+    for b in range(49):
+        rows = table.row_ids[table.offsets[b]:table.offsets[b + 1]]
+        assert all(codes[r].tobytes() == distinct[b].tobytes() for r in rows)
+        assert rows.tolist() == sorted(rows.tolist())
+    assert np.array_equal(table.keys, to_keys(distinct[:, :8]))
+    same = int(np.flatnonzero((distinct == codes[0]).all(axis=1))[0])
+    assert table.row_ids[table.offsets[same]:table.offsets[same + 1]].tolist() == [0, 30]
 
 
 def test_empty_table():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semhash.ann import BinaryANN
 from semhash.buckets import BucketTable, code_keys
 from semhash.codes import ball_size, hamming
 from semhash.errors import ConfigError
@@ -52,7 +51,7 @@ def make_data(kind, bits, seed):
 
 
 def make_searcher(row_ids, codes, bits):
-    return Searcher(BucketTable.build(row_ids, codes), BinaryANN.build(bits, row_ids, codes), bits)
+    return Searcher(BucketTable.build(row_ids, codes), bits)
 
 
 _CACHE: dict = {}
@@ -70,7 +69,8 @@ def dataset(kind, bits, seed=0):
 # --- brute force -------------------------------------------------------------------------------
 def brute(dist_row: np.ndarray, row_ids: np.ndarray, codes: np.ndarray):
     """(row ids, distances) of every item, ordered by (distance, code as an unsigned integer, row id)."""
-    order = np.lexsort((row_ids, code_keys(codes), dist_row))
+    byte_keys = tuple(codes[:, j] for j in reversed(range(codes.shape[1])))  # the code, most significant first
+    order = np.lexsort((row_ids,) + byte_keys + (dist_row,))
     return row_ids[order], dist_row[order]
 
 
@@ -318,25 +318,33 @@ def test_plan_tiny_collection():
 def test_plan_big_collection():
     rng = np.random.default_rng(6)
     n = 200_000
-    codes = random_codes(rng, n, 16)
+    codes = random_codes(rng, n, 24)
     row_ids = rng.permutation(n).astype(np.int64)
-    buckets = BucketTable.build(row_ids, codes)
-    searcher = Searcher(buckets, BinaryANN(16), 16)  # the plan looks at the bucket table only
-    assert len(searcher.buckets) == n
-    assert ball_size(16, 4) * PROBE_COST <= n < ball_size(16, 5) * PROBE_COST
+    searcher = Searcher(BucketTable.build(row_ids, codes), 24)  # the plan looks at the bucket table only
+    d = searcher.buckets.n_buckets  # a scan compares distinct codes, so they set the price
+    assert ball_size(24, 3) * PROBE_COST <= d < ball_size(24, 4) * PROBE_COST
     assert searcher.plan(None, 2) == ("ball", 2)
     assert searcher.plan(10, 2) == ("ball", 2)
-    assert searcher.plan(None, 4) == ("ball", 4)
-    assert searcher.plan(None, 5) == ("scan", -1)  # radius 5 would cost more than a scan
-    assert searcher.plan(10, 8) == ("ball", 4)     # kNN: the ball up to 4, then the FAISS fill
-    # and the ball answers correctly on it
-    full = make_searcher(row_ids, codes, 16)
+    assert searcher.plan(None, 3) == ("ball", 3)
+    assert searcher.plan(None, 4) == ("scan", -1)  # radius 4 would cost more than a scan
+    assert searcher.plan(10, 8) == ("ball", 3)     # kNN: the ball up to 3, then the scan fill
     queries = codes[:3]
     dist = hamming(queries, codes)
-    for qi, res in enumerate(full.search(queries, k=None, radius=2)):
+    for qi, res in enumerate(searcher.search(queries, k=None, radius=2)):
         assert res.strategy == "ball"
         want_rows, want_d = brute_radius(dist[qi], row_ids, codes, 2)
         assert res.row_ids.tolist() == want_rows.tolist() and res.distances.tolist() == want_d.tolist()
+
+
+def test_plan_counts_distinct_codes_not_items():
+    """200,000 items in at most 65,536 16-bit codes: the scan is priced by the codes it compares."""
+    rng = np.random.default_rng(6)
+    codes = random_codes(rng, 200_000, 16)
+    searcher = Searcher(BucketTable.build(np.arange(200_000), codes), 16)
+    d = searcher.buckets.n_buckets
+    assert d <= 65_536 and ball_size(16, 3) * PROBE_COST <= d < ball_size(16, 4) * PROBE_COST
+    assert searcher.plan(None, 3) == ("ball", 3)
+    assert searcher.plan(None, 4) == ("scan", -1)
 
 
 @pytest.mark.parametrize("bits", BITS)
@@ -364,10 +372,11 @@ def test_auto_picks_multi_index_hashing_for_long_codes_and_answers_exactly():
     import semhash.search as search_mod
 
     rng = np.random.default_rng(12)
-    n = search_mod.MIH_MIN_ITEMS + 500
+    n = search_mod.MIH_MIN_CODES * 3 // 2
     codes = clustered_codes(rng, n, 64, n_centers=40, flip_p=3 / 64)
     row_ids = rng.permutation(n * 2)[:n].astype(np.int64)
     searcher = make_searcher(row_ids, codes, 64)
+    assert searcher.buckets.n_buckets >= search_mod.MIH_MIN_CODES
     name, level = searcher.plan(10, 2)
     assert name == "mih" and level >= 1
     queries = np.packbits(np.unpackbits(codes[:12], axis=1) ^ (rng.random((12, 64)) < 0.05), axis=1)
@@ -381,3 +390,49 @@ def test_auto_picks_multi_index_hashing_for_long_codes_and_answers_exactly():
         assert res.filled.tolist() == (res.distances > res.searched_radius).tolist()
     # substrings about log2(distinct codes) bits long
     assert searcher.multi_index.m == round(64 / np.log2(searcher.buckets.n_buckets))
+
+
+# --- skewed buckets ------------------------------------------------------------------------------
+def skewed_data(bits, seed=21):
+    """120,000 items, half of them in three buckets of 30,000, 20,000 and 10,000 (as empty texts or
+    one dominant class put them), the rest clustered; queries on, next to and far from the big codes."""
+    rng = np.random.default_rng(seed)
+    big = random_codes(rng, 3, bits)
+    items = np.concatenate([np.repeat(big, [30_000, 20_000, 10_000], axis=0),
+                            clustered_codes(rng, 60_000, bits, n_centers=30, flip_p=2 / bits)])
+    flip_one = np.unpackbits(big, axis=1)
+    flip_one[:, 3] ^= 1
+    queries = np.concatenate([big, np.packbits(flip_one, axis=1), items[rng.choice(len(items), 6)],
+                              random_codes(rng, 4, bits)])
+    row_ids = rng.permutation(len(items) * 2)[:len(items)].astype(np.int64)
+    return row_ids, items, queries
+
+
+@pytest.mark.parametrize("bits", (32, 64))
+def test_skewed_buckets_match_brute_force_with_bounded_work(monkeypatch, bits):
+    import semhash.search as search_mod
+
+    row_ids, items, queries = skewed_data(bits)
+    searcher = make_searcher(row_ids, items, bits)
+    assert searcher.buckets.sizes().max() == 30_000
+    dist = hamming(queries, items)
+    expanded = []
+    want = [brute(dist[qi], row_ids, items) for qi in range(len(queries))]
+    real = search_mod.concat_ranges
+    monkeypatch.setattr(search_mod, "concat_ranges", lambda s, n: expanded.append(int(np.sum(n))) or real(s, n))
+    for strategy in STRATEGIES:
+        for k in (1, 10, 100):
+            expanded.clear()
+            results = searcher.search(queries, k=k, radius=2, strategy=strategy)
+            # a k-nearest query takes at most k items, however large the buckets it touches (twice
+            # k where the ball falls short of k and the fill answers it again)
+            assert sum(expanded) <= 2 * len(queries) * k, (strategy, k, expanded)
+            for qi, res in enumerate(results):
+                want_rows, want_d = want[qi]
+                assert res.row_ids.tolist() == want_rows[:k].tolist(), (strategy, k, qi)
+                assert res.distances.tolist() == want_d[:k].tolist()
+                assert res.filled.tolist() == (res.distances > res.searched_radius).tolist()
+        for qi, res in enumerate(searcher.search(queries[:8], k=None, radius=2, strategy=strategy)):
+            want_rows, want_d = want[qi]
+            assert res.row_ids.tolist() == want_rows[want_d <= 2].tolist(), (strategy, qi)
+            assert res.distances.tolist() == want_d[want_d <= 2].tolist()
