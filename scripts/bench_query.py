@@ -20,7 +20,6 @@ import time
 import faiss
 import numpy as np
 
-from semhash.ann import BinaryANN
 from semhash.buckets import BucketTable, code_keys
 from semhash.search import Searcher
 
@@ -56,7 +55,7 @@ def run(codes: np.ndarray, n: int, nq: int, k: int, r: int, flip: float, seed: i
     queries = replicate(codes[split:], nq, flip, rng)
     ids = np.arange(n, dtype=np.int64)
     faiss.omp_set_num_threads(1)
-    searcher = Searcher(BucketTable.build(ids, db), BinaryANN.build(bits, ids, db), bits)
+    searcher = Searcher(BucketTable.build(ids, db), bits)
     flat = faiss.IndexBinaryFlat(bits)
     flat.add(db)
     hashidx = faiss.IndexBinaryHash(bits, min(bits, 32) if bits <= 32 else 32)
@@ -87,7 +86,7 @@ def run(codes: np.ndarray, n: int, nq: int, k: int, r: int, flip: float, seed: i
     rows.append((bits, f"kNN k={k}", "FAISS IndexBinaryFlat", nq / t_flat, t_flat / nq * 1e6, True, ""))
 
     # latency growth with collection size
-    small = Searcher(BucketTable.build(ids[:10000], db[:10000]), BinaryANN.build(bits, ids[:10000], db[:10000]), bits)
+    small = Searcher(BucketTable.build(ids[:10000], db[:10000]), bits)
     _, t_small = timed(small.search, queries, k=k, radius=bits)
     rows.append((bits, f"kNN k={k}", "semhash @10k items", nq / t_small, t_small / nq * 1e6, True,
                  f"latency x{t_ours / t_small:.2f} from 10k to {n:,}"))

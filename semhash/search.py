@@ -134,7 +134,7 @@ class Searcher:
         nq = len(codes)
         name, ball_r = self.plan(k, radius, strategy)
         if nq == 0:
-            return Results(np.zeros(1, np.int64), *_empty(), np.zeros(0, np.int64), np.zeros(0, dtype=object))
+            return self._empty(0, np.zeros(0, np.int64), "")
         if name == "scan":
             if k is None:
                 return self._scan_radius(codes, radius)
@@ -195,44 +195,31 @@ class Searcher:
             take = _first_k_items(q, take, k)
             used = take > 0
             q, dist, starts, take = q[used], dist[used], starts[used], take[used]
-        counts = np.bincount(q, weights=take, minlength=nq).astype(np.int64) if len(q) else np.zeros(nq, np.int64)
-        d = np.repeat(dist.astype(np.int32), take)
         searched = np.asarray(searched, np.int64)
-        filled = d > np.repeat(searched[q], take)
-        return Results(np.r_[0, np.cumsum(counts)], self.buckets.row_ids[concat_ranges(starts, take)], d, filled,
+        span_lims = np.searchsorted(q, np.arange(nq + 1)) if len(q) else np.zeros(nq + 1, np.int64)
+        return Results(self.buckets.row_ids, span_lims, starts, take, dist.astype(np.int32), dist > searched[q],
                        searched, np.full(nq, strategy, dtype=object))
 
+    def _empty(self, nq: int, searched: np.ndarray, strategy: str) -> "Results":
+        none = np.zeros(0, np.int64)
+        return Results(self.buckets.row_ids, np.zeros(nq + 1, np.int64), none, none, none.astype(np.int32),
+                       none.astype(bool), np.asarray(searched, np.int64), np.full(nq, strategy, dtype=object))
+
     def _ball_radius(self, codes: np.ndarray, radius: int) -> "Results":
-        """Radius mode: every probe of the ball at once. Hits come out grouped by query and by
-        distance (probes are query-major, masks in distance order); sorting the hit *buckets* of
-        each (query, distance) band by position gives the (distance, code, row id) order without
-        ever sorting items."""
+        """Radius mode: every probe of the ball, in blocks of queries."""
         keys = code_keys(codes)
         nq = len(keys)
         masks = np.concatenate([self.masks(d) for d in range(radius + 1)])
         mask_dist = np.repeat(np.arange(radius + 1), [len(self.masks(d)) for d in range(radius + 1)])
         step = max(1, PROBE_BLOCK // len(masks))
-        parts_pos, parts_d, per_query = [], [], np.zeros(nq, dtype=np.int64)
+        parts_q, parts_b, parts_d = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         for start in range(0, nq, step):
-            stop = min(nq, start + step)
-            where, bucket = self.buckets.probe(keys[start:stop], masks)
-            local_q = where // len(masks)
-            dist = mask_dist[where % len(masks)]
-            band = local_q * (radius + 1) + dist  # non-decreasing
-            if len(bucket) and int(band[-1]).bit_length() + 32 <= 64:
-                packed = (band.astype(np.uint64) << np.uint64(32)) | bucket.astype(np.uint64)
-                packed.sort()
-                bucket = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
-            else:
-                bucket = bucket[np.lexsort((bucket, band))]
-            pos, sizes = self.buckets.spans(bucket)
-            per_query[start:stop] = np.bincount(local_q, weights=sizes, minlength=stop - start).astype(np.int64)
-            parts_pos.append(pos)
-            parts_d.append(np.repeat(dist.astype(np.int32), sizes))
-        pos = np.concatenate(parts_pos) if parts_pos else np.zeros(0, np.int64)
-        dists = np.concatenate(parts_d) if parts_d else np.zeros(0, np.int32)
-        return Results(np.r_[0, np.cumsum(per_query)], self.buckets.row_ids[pos], dists, np.zeros(len(pos), bool),
-                       np.full(nq, radius), np.full(nq, "ball", dtype=object))
+            where, bucket = self.buckets.probe(keys[start:start + step], masks)
+            parts_q.append(start + where // len(masks))
+            parts_b.append(bucket)
+            parts_d.append(mask_dist[where % len(masks)])
+        return self._from_buckets(np.concatenate(parts_q), np.concatenate(parts_d), np.concatenate(parts_b),
+                                  nq, None, np.full(nq, radius), "ball")
 
     def _scan_radius(self, codes: np.ndarray, radius: int) -> "Results":
         lims, d, bucket = self.code_scan.range_search(codes, radius)
@@ -250,7 +237,7 @@ class Searcher:
         every code within that distance by a range search instead."""
         nq, n_codes = len(codes), self.buckets.n_buckets
         if n_codes == 0:
-            return Results(np.zeros(nq + 1, np.int64), *_empty(), searched, np.full(nq, strategy, dtype=object))
+            return self._empty(nq, searched, strategy)
         wide = min(n_codes, 2 * k)
         dw, bw = self.code_scan.search(codes, wide)
         inner = dw < dw[:, -1:]
@@ -267,17 +254,56 @@ class Searcher:
 
 
 class Results(Sequence):
-    """The answers of a batch as flat arrays, as FAISS's range_search gives them: query i's hits are
-    [lims[i], lims[i + 1]). Indexing gives a `Result` per query (views, no copies)."""
+    """The answers of a batch, held as spans: runs of consecutive items of the bucket table (a bucket,
+    or the first items of one) at one distance each, query i owning spans span_lims[i]:span_lims[i+1].
 
-    def __init__(self, lims, row_ids, distances, filled, searched, strategies):
-        self.lims = np.asarray(lims, dtype=np.int64)
-        self.row_ids, self.distances, self.filled = row_ids, distances, filled
+    Items are expanded per query when indexed (`results[i]` is a `Result`), so a batch holds memory in
+    proportion to the buckets it hit, not to its hits: a radius answer of millions of items streams
+    query by query. `lims`, `row_ids`, `distances` and `filled` give the flat layout of FAISS's
+    range search (query i's hits are [lims[i], lims[i + 1])), built on first use."""
+
+    def __init__(self, table_rows, span_lims, starts, lengths, dists, span_filled, searched, strategies):
+        self._rows = table_rows
+        self.span_lims = np.asarray(span_lims, dtype=np.int64)
+        self.starts, self.lengths = np.asarray(starts, np.int64), np.asarray(lengths, np.int64)
+        self.dists, self.span_filled = np.asarray(dists, np.int32), np.asarray(span_filled, bool)
         self.searched = np.asarray(searched, dtype=np.int64)
         self.strategies = strategies
+        self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
-        return len(self.lims) - 1
+        return len(self.span_lims) - 1
+
+    def counts(self) -> np.ndarray:
+        """Hits per query."""
+        per_span = np.r_[0, np.cumsum(self.lengths)]
+        return per_span[self.span_lims[1:]] - per_span[self.span_lims[:-1]]
+
+    @property
+    def lims(self) -> np.ndarray:
+        return np.r_[0, np.cumsum(self.counts())]
+
+    def _expand(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = self.lengths[a:b]
+        return (self._rows[concat_ranges(self.starts[a:b], n)], np.repeat(self.dists[a:b], n),
+                np.repeat(self.span_filled[a:b], n))
+
+    def _flat_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._flat is None:
+            self._flat = self._expand(0, len(self.starts))
+        return self._flat
+
+    @property
+    def row_ids(self) -> np.ndarray:
+        return self._flat_arrays()[0]
+
+    @property
+    def distances(self) -> np.ndarray:
+        return self._flat_arrays()[1]
+
+    @property
+    def filled(self) -> np.ndarray:
+        return self._flat_arrays()[2]
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -286,32 +312,30 @@ class Results(Sequence):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(i)
-        a, b = self.lims[i], self.lims[i + 1]
-        return Result(self.row_ids[a:b], self.distances[a:b], self.filled[a:b], int(self.searched[i]),
-                      str(self.strategies[i]))
+        rows, dists, filled = self._expand(self.span_lims[i], self.span_lims[i + 1])
+        return Result(rows, dists, filled, int(self.searched[i]), str(self.strategies[i]))
 
     def replace(self, which: np.ndarray, other: "Results") -> "Results":
         """These results with queries `which` answered by `other` (one answer per query in `which`)."""
         nq = len(self)
-        counts = np.diff(self.lims)
-        owner = np.repeat(np.arange(nq), counts)
+        spans = np.diff(self.span_lims)
+        owner = np.repeat(np.arange(nq), spans)
         keep = np.ones(nq, bool)
         keep[which] = False
         kept = keep[owner]
-        q = np.r_[owner[kept], np.repeat(which, np.diff(other.lims))]
+        q = np.r_[owner[kept], np.repeat(which, np.diff(other.span_lims))]
         order = np.argsort(q, kind="stable")
-        counts[which] = np.diff(other.lims)
+        spans[which] = np.diff(other.span_lims)
         strategies = self.strategies.copy()
         strategies[which] = other.strategies
         searched = self.searched.copy()
         searched[which] = other.searched
-        return Results(np.r_[0, np.cumsum(counts)], np.r_[self.row_ids[kept], other.row_ids][order],
-                       np.r_[self.distances[kept], other.distances][order],
-                       np.r_[self.filled[kept], other.filled][order], searched, strategies)
-
-
-def _empty():
-    return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, bool)
+        return Results(self._rows, np.r_[0, np.cumsum(spans)],
+                       *(np.r_[a[kept], b][order] for a, b in ((self.starts, other.starts),
+                                                                (self.lengths, other.lengths),
+                                                                (self.dists, other.dists),
+                                                                (self.span_filled, other.span_filled))),
+                       searched, strategies)
 
 
 def _sort3(q: np.ndarray, d: np.ndarray, pos: np.ndarray):
