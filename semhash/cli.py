@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -127,14 +125,19 @@ def main() -> None:
 
 @main.command(epilog="Example: semhash train data/debian-sample.jsonl -o semhash-model --bits 32 --epochs 20")
 @click.argument("corpus")
-@click.option("-o", "--output", default=DEFAULT_MODEL_DIR, show_default=True, help="Model directory to write.")
+@click.option("-o", "--output", default=DEFAULT_MODEL_DIR, show_default=True,
+              help="Model directory to write (new, or empty; an existing model only with --force).")
+@click.option("--force", is_flag=True, help="Replace the model already at --output (never anything else).")
 @training_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress or log lines on stderr.")
 @_fail_cleanly
-def train(corpus: str, output: str, quiet: bool, **opts) -> None:
+def train(corpus: str, output: str, force: bool, quiet: bool, **opts) -> None:
     """Train a model on CORPUS (JSONL, CSV/TSV, text lines, a folder of .txt, .npy/.npz)."""
+    from .fsutil import MODEL, check_target
+
+    check_target(output, MODEL, replace=force)  # before training, which may take hours
     model = train_model(corpus, quiet, **opts)
-    model.save(output)
+    model.save(output, overwrite=force)
     hist = model.info.get("history", {})
     _log(f"Saved the model to {output}", quiet)
     _emit({"model": output, "items": model.info.get("trained_on"), "kind": model.kind, "bits": model.bits,
@@ -153,10 +156,13 @@ def encode(corpus: str, model_dir: str, fmt: str, output: str | None) -> None:
     """Print the binary code of every item of CORPUS (hex, most significant bit first)."""
     from .corpus import Corpus
     from .errors import ConfigError
+    from .fsutil import atomic_file, check_output_file
     from .model import Model, code_records
 
     if fmt == "npy" and not output:
         raise ConfigError("--format npy writes a binary array: give a file with -o FILE")
+    if output is not None:
+        check_output_file(output)
     model = Model.load(model_dir)
     source = Corpus(corpus)
     source.validate()  # a malformed corpus fails before anything is written
@@ -165,20 +171,13 @@ def encode(corpus: str, model_dir: str, fmt: str, output: str | None) -> None:
             for rec in code_records(batch, codes):
                 _emit(rec)
         return
-    out = Path(output)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.absolute().parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if fmt == "npy":
-                parts = [codes for _, codes in model.encode_corpus(source)]
-                np.save(fh, np.concatenate(parts, axis=0))
-            else:
-                for batch, codes in model.encode_corpus(source):
-                    fh.write("".join(json.dumps(r) + "\n" for r in code_records(batch, codes)).encode())
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_file(output) as fh:
+        if fmt == "npy":
+            parts = [codes for _, codes in model.encode_corpus(source)]
+            np.save(fh, np.concatenate(parts, axis=0))
+        else:
+            for batch, codes in model.encode_corpus(source):
+                fh.write("".join(json.dumps(r) + "\n" for r in code_records(batch, codes)).encode())
 
 
 def _index_dir_option(fn):
@@ -205,12 +204,14 @@ def index_cmd(corpus: str, output: str, model_dir: str | None, db_url: str | Non
               quiet: bool, **opts) -> None:
     """Index CORPUS: encode every item and store it by code. Items whose id is already indexed are replaced."""
     from .corpus import Corpus
-    from .engine import Engine, MANIFEST
+    from .engine import Engine
+    from .fsutil import INDEX, check_target, directory_kind
 
+    check_target(output, INDEX, replace=True)  # an index is updated in place; anything else is refused
     source = Corpus(corpus)
     if model_dir is not None:
         engine = Engine.from_model(model_dir)
-    elif (Path(output) / MANIFEST).exists():
+    elif directory_kind(output) == INDEX:
         engine = Engine.load(output)
     else:
         engine = Engine(train_model(corpus, quiet, **opts))
@@ -356,6 +357,7 @@ def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, met
     from .corpus import Corpus
     from .errors import ConfigError
     from .evalrun import check_plot_path, format_table, parse_bits, parse_methods, plot_report, run_evaluation
+    from .fsutil import atomic_file, check_output_file
 
     method_names, bits = parse_methods(methods), parse_bits(bits_list)
     if k < 1:
@@ -371,6 +373,9 @@ def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, met
         check_plot_path(plot_path)  # matplotlib present, a known image type, before hours of training
     if json_path is not None and not Path(json_path).absolute().parent.is_dir():
         raise ConfigError(f"--json {json_path}: the folder {Path(json_path).absolute().parent} does not exist")
+    for path in (json_path, plot_path):
+        if path is not None:
+            check_output_file(path)
 
     database = Corpus(corpus).read_all()
     queries = Corpus(queries_path).read_all() if queries_path is not None else None
@@ -382,7 +387,8 @@ def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, met
         log=None if quiet else (lambda msg: _log(msg)), progress=not quiet)
     click.echo(format_table(report))
     if json_path is not None:
-        Path(json_path).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        with atomic_file(json_path) as fh:
+            fh.write((json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
         _log(f"Wrote {json_path}", quiet)
     if plot_path is not None:
         plot_report(report, plot_path)

@@ -31,7 +31,7 @@ from .ann import BinaryANN
 from .buckets import BucketTable
 from .corpus import Batch, Corpus, batch_from_dicts, records_from_strings
 from .errors import ConfigError, IndexError_, SemhashError
-from .fsutil import atomic_directory, directory_checksum
+from .fsutil import INDEX, atomic_directory, check_target, directory_checksum
 from .hashers import hasher_class
 from .indexer import IndexStats, check_batch, check_corpus, derive, index_corpus, write_batch
 from .model import Model, package_versions
@@ -141,9 +141,8 @@ class Engine:
         target = Path(directory) if directory is not None else self.directory
         if target is None:
             target = Path(DEFAULT_INDEX_DIR)
+        check_target(target, INDEX, replace=True)  # an index is updated; nothing else is replaced
         existing = _read_manifest(target) if (target / MANIFEST).exists() else None
-        if existing is None and target.exists() and (not target.is_dir() or any(target.iterdir())):
-            raise IndexError_(f"{target} exists and is not a semhash index; choose another directory with -o")
         if existing is not None:
             if existing.get("model_checksum") != self.model.checksum:
                 raise IndexError_(
@@ -175,7 +174,7 @@ class Engine:
     @contextlib.contextmanager
     def _write(self, target: Path, existing: dict | None, db_url: str | None, namespace: str,
                keep_features: bool) -> Iterator[tuple[Store, FeatureStore | None]]:
-        with atomic_directory(target) as tmp:
+        with atomic_directory(target, INDEX, replace=True) as tmp:
             if existing is not None:
                 _carry_over(target, tmp)
             else:
@@ -295,14 +294,15 @@ class Engine:
         self._searcher = None
         self._features = None
 
-    def save(self, directory: str | Path) -> Path:
-        """Copy the index to another directory (for an external database, the new copy shares it)."""
+    def save(self, directory: str | Path, overwrite: bool = False) -> Path:
+        """Copy the index to another directory (for an external database, the new copy shares it). An
+        existing index there is replaced only with `overwrite`; anything else there is never replaced."""
         if self.directory is None:
             raise IndexError_("nothing to save: index a corpus first (Engine.index)")
         directory = Path(directory)
         if directory.absolute() == self.directory:
             return directory
-        with atomic_directory(directory) as tmp:
+        with atomic_directory(directory, INDEX, replace=overwrite) as tmp:
             for p in self.directory.iterdir():
                 (shutil.copytree if p.is_dir() else shutil.copy2)(p, tmp / p.name)
         return directory
@@ -319,7 +319,7 @@ class Engine:
         model = Model.load(directory / "model")
         namespace = manifest.get("namespace", "semhash")
         engine = cls(model)
-        with atomic_directory(directory) as tmp:
+        with atomic_directory(directory, INDEX, replace=True) as tmp:
             _carry_over(directory, tmp)
             # a SQLite store is the copy that goes into place: its meta must be reset there, not in the old file
             store = _open_store(manifest, tmp)

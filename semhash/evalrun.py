@@ -35,6 +35,7 @@ from .codes import check_bits, pack
 from .corpus import Batch
 from .errors import ConfigError, CorpusError
 from .evaluate import (code_diagnostics, evaluate_hamming, feature_knn_precision, tie_averaged_average_precision)
+from .fsutil import atomic_file
 from .hashers import HASHERS, hasher_class
 
 DEFAULT_METHODS = HASHERS  # ae, itq, pca, lsh
@@ -408,7 +409,8 @@ def plot_report(report: dict, path: str | Path, title: str | None = None) -> Pat
     ds = report["dataset"]
     fig.suptitle(title or f"{ds['name']}: {ds['database']} database items, {ds['queries']} queries")
     try:
-        fig.savefig(path, dpi=100)
+        with atomic_file(path) as fh:
+            fig.savefig(fh, format=path.suffix.lower().lstrip("."), dpi=100)
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot write the plot {path} ({e})") from None
     return path

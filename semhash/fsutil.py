@@ -1,40 +1,194 @@
-"""Atomic directory writes: build in a temporary sibling, then rename into place."""
+"""Safe writes: directories built in a temporary sibling and renamed into place, files replaced atomically,
+and a guard that refuses to replace anything semhash did not write.
+
+A model or index directory may be written only where nothing exists, where an empty directory (not the
+current one) stands, or where a semhash directory of the same kind stands (and then only when the caller
+allows replacing it; an index update always does). Everything else (an unrelated directory, the current
+directory, a file, a symlink, a device node, a FIFO) is refused before anything is touched.
+"""
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
-from .errors import SemhashError
+from .errors import IndexError_, ModelError, SemhashError
+
+MODEL, INDEX = "model", "index"
+MANIFEST = "manifest.json"
+# every top-level name semhash (or SQLite, beside items.db) writes into a directory of each kind
+_ENTRIES = {
+    MODEL: {MANIFEST, "featurizer", "hasher"},
+    INDEX: {MANIFEST, "model", "items.db", "items.db-journal", "items.db-wal", "items.db-shm", "faiss.index",
+            "features"},
+}
+_ERRORS = {MODEL: ModelError, INDEX: IndexError_}
+
+
+def directory_kind(path: str | os.PathLike) -> str | None:
+    """MODEL or INDEX when `path` is a real directory whose manifest.json is a semhash one, else None."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return None
+    try:
+        info = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("format"), int):
+        return None
+    if "model_checksum" in info and "generation" in info and isinstance(info.get("counts"), dict):
+        return INDEX
+    if "checksum" in info and isinstance(info.get("hasher"), dict) and "kind" in info:
+        return MODEL
+    return None
+
+
+def check_target(path: str | os.PathLike, kind: str, replace: bool = False) -> None:
+    """Refuse (a ModelError or IndexError_) to write a `kind` directory at `path` unless nothing would be lost:
+    `path` is absent, an empty directory other than the current one, or (with `replace`) a semhash `kind`
+    directory holding only what semhash writes there."""
+    error, shown = _ERRORS[kind], str(path)
+    path = Path(os.path.abspath(path))
+    if not os.path.lexists(path):
+        return
+    found = directory_kind(path)
+    if found is None:
+        if _is_empty_dir(path) and not _is_cwd(path):
+            return
+        raise error(f"{shown} exists and is not a semhash {kind}; choose another path or remove it")
+    if found != kind:
+        raise error(f"{shown} is a semhash {found}, not {'an' if kind == INDEX else 'a'} {kind}; "
+                    "choose another path or remove it")
+    extra = sorted(p.name for p in path.iterdir() if p.name not in _ENTRIES[kind])
+    if extra:
+        raise error(f"{shown} is a semhash {kind} but also holds {', '.join(extra)}; "
+                    "choose another path or move those away")
+    if not replace:
+        raise error(f"{shown} is an existing semhash {kind}; replace it with --force (overwrite=True in Python) "
+                    "or choose another path")
+
+
+def _is_empty_dir(path: Path) -> bool:
+    try:
+        return not path.is_symlink() and path.is_dir() and not any(path.iterdir())
+    except OSError:
+        return False
+
+
+def _is_cwd(path: Path) -> bool:
+    try:
+        return os.path.samefile(path, os.getcwd())
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_directory(target: str | os.PathLike, kind: str, replace: bool = False) -> Iterator[Path]:
     """Yield an empty temporary directory; on success it replaces `target`, on any error it vanishes.
 
-    A crash at any point leaves either the old `target` or the new one, never a half-written one
-    (the swap is two renames; between them the old copy survives as a `.old` sibling)."""
-    target = Path(target).absolute()
+    `check_target(target, kind, replace)` is enforced before the temporary directory is made and again
+    just before the swap. A crash at any point leaves either the old `target` or the new one, never a
+    half-written one (the swap is two renames; between them the old copy survives as a `.old` sibling).
+    Temporary siblings left by dead processes are removed first."""
+    check_target(target, kind, replace)
+    target = Path(os.path.abspath(target))
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+        remove_orphans(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=parent))
     except OSError as e:
         raise SemhashError(f"cannot write to {parent} ({e.strerror}); choose a writable directory") from None
     try:
         yield tmp
+        check_target(target, kind, replace)  # a long run may have given something else time to appear there
         old = parent / f".{target.name}.old-{os.getpid()}"
-        if target.exists():
+        replacing = os.path.lexists(target)
+        if replacing:
             os.rename(target, old)
         os.rename(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+        if replacing:  # only what check_target approved is ever removed
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_orphans(target: str | os.PathLike) -> list[Path]:
+    """Remove the `.{name}.tmp-{pid}-*` and `.{name}.old-{pid}` siblings of `target` whose process is gone;
+    returns them. A `.old` copy is kept while `target` is missing: it is then the only copy."""
+    target = Path(os.path.abspath(target))
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:tmp-(\d+)-[a-z0-9_]+|old-(\d+))")
+    removed = []
+    for entry in target.parent.iterdir():
+        m = pattern.fullmatch(entry.name)
+        if m is None or entry.is_symlink() or not entry.is_dir() or _alive(int(m[1] or m[2])):
+            continue
+        if m[2] is not None and not os.path.lexists(target):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or not a pid we can judge: keep its files
+    return True
+
+
+def check_output_file(path: str | os.PathLike) -> None:
+    """Refuse an output path that exists and is not a regular file (a directory, device, FIFO, symlink)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise SemhashError(f"{path} is not a regular file; choose another path")
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Yield a binary file in `path`'s folder; on success it replaces `path`, on any error it vanishes.
+
+    Only a missing path or a regular file is replaced (`check_output_file`)."""
+    check_output_file(path)
+    target = Path(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as e:
+        raise SemhashError(f"cannot write to {target.parent} ({e.strerror}); choose a writable directory") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.chmod(tmp, _file_mode(target))
+        check_output_file(path)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _file_mode(target: Path) -> int:
+    """The replaced file's permissions, or what a new file gets under the umask (mkstemp makes 0600)."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def directory_checksum(directory: str | os.PathLike, skip: tuple[str, ...] = ()) -> str:

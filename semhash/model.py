@@ -20,7 +20,7 @@ from .codes import to_hex
 from .corpus import Batch, Corpus
 from .errors import ModelError
 from .features import Featurizer, featurizer_for, load_featurizer
-from .fsutil import atomic_directory, directory_checksum
+from .fsutil import MODEL, atomic_directory, directory_checksum
 from .hashers import hasher_class
 from .hashers.base import Hasher
 
@@ -90,10 +90,11 @@ class Model:
         if batch.kind != self.kind:
             raise ModelError(f"{source} holds {batch.kind}s but the model was trained on {self.kind}s")
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the model atomically; returns the directory."""
+    def save(self, directory: str | Path, overwrite: bool = False) -> Path:
+        """Write the model atomically; returns the directory. An existing model there is replaced only with
+        `overwrite`; anything else there is never replaced (see `fsutil.check_target`)."""
         directory = Path(directory)
-        with atomic_directory(directory) as tmp:
+        with atomic_directory(directory, MODEL, replace=overwrite) as tmp:
             (tmp / "featurizer").mkdir()
             (tmp / "hasher").mkdir()
             self.featurizer.save(tmp / "featurizer")

@@ -1,8 +1,11 @@
 """Shared test setup: one CPU thread for torch (fast, reproducible on small machines) and small corpora."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import stat
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -45,6 +48,34 @@ def write_jsonl():
         path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
         return path
     return write
+
+
+def _tree_hash(path: Path) -> str:
+    """sha256 of everything a write could change at `path`: each entry's type, name, bytes, link or device."""
+    h = hashlib.sha256()
+
+    def visit(p: Path, name: str) -> None:
+        st = os.lstat(p)
+        h.update(f"{name}\0{stat.S_IFMT(st.st_mode)}\0".encode())
+        if stat.S_ISLNK(st.st_mode):
+            h.update(os.readlink(p).encode())
+        elif stat.S_ISDIR(st.st_mode):
+            for child in sorted(p.iterdir()):
+                visit(child, f"{name}/{child.name}")
+        elif stat.S_ISREG(st.st_mode):
+            h.update(p.read_bytes())
+        else:  # a device node or FIFO: which one it is
+            h.update(f"{st.st_rdev}:{st.st_ino}".encode())
+
+    visit(Path(path), ".")
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def tree_hash():
+    """A function: tree_hash(path) -> a sha256 of the file, directory tree, symlink or device at path, to check
+    that a refused write changed nothing."""
+    return _tree_hash
 
 
 # --- vector corpora, tiny trained models and PostgreSQL (engine, indexer and index CLI tests) ----------------

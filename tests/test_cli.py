@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,3 +253,98 @@ def test_train_with_and_without_the_diffusion_term(tmp_path, topic_docs, write_j
     assert (train_cfg.diffusion, train_cfg.diffusion_time) == (0.0, 20.0)
     bad = run("train", corpus, *FAST, "-o", tmp_path / "m2", "--diffusion-time", "-1")
     assert bad.exit_code == 1 and bad.stderr == "Error: diffusion time and mix must be >= 0\n"
+
+
+# --- where train and encode may write ------------------------------------------------------------------------
+def unrelated(tmp_path, what):
+    """A path holding something that is not a semhash model: a project folder, a file, a device node."""
+    if what == "dir":
+        (tmp_path / "project").mkdir()
+        (tmp_path / "project" / "notes.txt").write_text("mine")
+        (tmp_path / "project" / "src").mkdir()
+        (tmp_path / "project" / "src" / "main.py").write_text("print('hi')\n")
+        return tmp_path / "project"
+    if what == "file":
+        (tmp_path / "data.bin").write_bytes(b"\x00precious")
+        return tmp_path / "data.bin"
+    assert what == "device"
+    return Path("/dev/null")
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+@pytest.mark.parametrize("what", ["dir", "file", "device"])
+def test_train_refuses_what_is_not_a_model(trained, tmp_path, tree_hash, what, force):
+    corpus = trained[0]
+    target = unrelated(tmp_path, what)
+    before = tree_hash(target)
+    result = run("train", corpus, *FAST, "-o", target, *force)
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {target} exists and is not a semhash model; choose another path or remove it\n"
+    assert result.stdout == ""
+    assert tree_hash(target) == before
+    if what != "device":
+        assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+def test_train_refuses_the_current_directory(trained, tmp_path, tree_hash, monkeypatch):
+    corpus = trained[0]
+    (tmp_path / "README").write_text("my project")
+    monkeypatch.chdir(tmp_path)
+    before = tree_hash(tmp_path)
+    for args in ([], ["--force"]):
+        result = run("train", corpus, *FAST, "-o", ".", *args)
+        assert result.exit_code == 1
+        assert result.stderr == "Error: . exists and is not a semhash model; choose another path or remove it\n"
+    assert tree_hash(tmp_path) == before
+
+
+def test_train_replaces_a_model_only_with_force(trained, tmp_path, tree_hash):
+    corpus, out, _ = trained
+    target = Path(shutil.copytree(out, tmp_path / "model"))
+    before = tree_hash(target)
+    result = run("train", corpus, *FAST, "-o", target)
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {target} is an existing semhash model; replace it with --force "
+                             "(overwrite=True in Python) or choose another path\n")
+    assert tree_hash(target) == before
+    result = run("train", corpus, *FAST[:2], "--bits", "8", *FAST[4:], "-o", target, "--force")
+    assert result.exit_code == 0, result.output
+    assert Model.load(target).bits == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_train_refuses_an_index(trained, tmp_path, tree_hash):
+    corpus = trained[0]
+    assert run("index", corpus, "-m", trained[1], "-o", tmp_path / "idx", "-q").exit_code == 0
+    before = tree_hash(tmp_path / "idx")
+    result = run("train", corpus, *FAST, "-o", tmp_path / "idx", "--force")
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {tmp_path / 'idx'} is a semhash index, not a model; "
+                             "choose another path or remove it\n")
+    assert tree_hash(tmp_path / "idx") == before
+
+
+@pytest.mark.parametrize("what", ["device", "dir", "fifo", "link-to-device"])
+def test_encode_writes_only_regular_files(trained, tmp_path, tree_hash, what):
+    corpus, out, _ = trained
+    if what == "device":
+        target = Path("/dev/null")
+    elif what == "dir":
+        target = tmp_path / "codes"
+        target.mkdir()
+        (target / "keep.txt").write_text("mine")
+    elif what == "fifo":
+        target = tmp_path / "pipe"
+        os.mkfifo(target)
+    else:
+        target = tmp_path / "null"
+        target.symlink_to("/dev/null")
+    before = tree_hash(target)
+    for fmt in ("jsonl", "npy"):
+        result = run("encode", corpus, "-m", out, "--format", fmt, "-o", target)
+        assert result.exit_code == 1
+        assert result.stderr == f"Error: {target} is not a regular file; choose another path\n"
+        assert result.stdout == ""
+    assert tree_hash(target) == before
+    if what != "device":
+        assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]

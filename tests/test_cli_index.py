@@ -198,6 +198,35 @@ def test_output_that_is_a_regular_file_fails(workdir):
     assert (workdir / "some_file").read_text() == "x"
 
 
+def test_output_that_is_an_unrelated_directory_fails(workdir, tree_hash):
+    (workdir / "project").mkdir()
+    (workdir / "project" / "notes.txt").write_text("mine")
+    (workdir / "project" / "manifest.json").write_text('{"name": "not semhash"}')
+    before = tree_hash(workdir / "project")
+    msg = expect_refused(workdir, "index", "corpus.jsonl", "-o", "project", *FAST)
+    assert msg == "Error: project exists and is not a semhash index; choose another path or remove it\n"
+    assert tree_hash(workdir / "project") == before
+
+
+def test_output_that_is_the_current_directory_fails(workdir, tree_hash):
+    before = tree_hash(workdir)
+    msg = expect_refused(workdir, "index", "corpus.jsonl", "-o", ".", "-q")
+    assert msg == "Error: . exists and is not a semhash index; choose another path or remove it\n"
+    assert tree_hash(workdir) == before
+
+
+def test_output_that_is_a_device_or_a_model_fails(workdir, tree_hash):
+    before = tree_hash(Path("/dev/null"))
+    msg = expect_refused(workdir, "index", "corpus.jsonl", "-o", "/dev/null", "-q")
+    assert msg == "Error: /dev/null exists and is not a semhash index; choose another path or remove it\n"
+    assert tree_hash(Path("/dev/null")) == before
+    shutil.copytree(workdir / "semhash-index" / "model", workdir / "model")
+    before = tree_hash(workdir / "model")
+    msg = expect_refused(workdir, "index", "corpus.jsonl", "-m", "model", "-o", "model", "-q")
+    assert msg == "Error: model is a semhash model, not an index; choose another path or remove it\n"
+    assert tree_hash(workdir / "model") == before
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
                     reason="root can write into a read-only directory")
 def test_unwritable_output_directory_fails(workdir):

@@ -195,6 +195,26 @@ def test_cli_plot_without_matplotlib(clusters, tmp_path, monkeypatch):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_cli_json_must_be_a_regular_file(clusters, tmp_path, tree_hash):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    before = tree_hash(tmp_path)
+    assert error_of(run("eval", clusters, *FAST, "--json", "/dev/null")) == \
+        "Error: /dev/null is not a regular file; choose another path"
+    assert error_of(run("eval", clusters, *FAST, "--json", tmp_path / "out")) == \
+        f"Error: {tmp_path / 'out'} is not a regular file; choose another path"
+    assert tree_hash(tmp_path) == before
+
+
+def test_cli_plot_must_be_a_regular_file(clusters, tmp_path, tree_hash):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "out.png").symlink_to("/dev/null")
+    before = tree_hash(tmp_path)
+    assert error_of(run("eval", clusters, *FAST, "--plot", tmp_path / "out.png")) == \
+        f"Error: {tmp_path / 'out.png'} is not a regular file; choose another path"
+    assert tree_hash(tmp_path) == before
+
+
 def test_cli_errors(clusters, text_subset, tmp_path, write_jsonl, vector_docs):
     assert error_of(run("eval", clusters, "--methods", "itq,sh", "-q")) == \
         "Error: unknown method 'sh'; choose from: ae, itq, pca, lsh"

@@ -78,13 +78,17 @@ def test_save_load_identical_codes(saved, text_model, text_batch):
     assert {"python", "semhash", "torch", "numpy"} <= set(info["versions"])
 
 
-def test_save_replaces_without_leftovers(text_model, tmp_path):
+def test_save_replaces_a_model_only_with_overwrite(text_model, tmp_path):
     target = tmp_path / "model"
-    target.mkdir()
-    (target / "stale.txt").write_text("from an older model")
+    target.mkdir()  # an empty directory may be used: nothing is lost
     text_model.save(target)
-    text_model.save(target)
-    assert not (target / "stale.txt").exists()
+    manifest = (target / MANIFEST).read_bytes()
+    with pytest.raises(ModelError) as e:
+        text_model.save(target)
+    assert str(e.value) == (f"{target} is an existing semhash model; replace it with --force (overwrite=True in "
+                            "Python) or choose another path")
+    assert (target / MANIFEST).read_bytes() == manifest
+    text_model.save(target, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary or .old siblings left
     Model.load(target)
 
