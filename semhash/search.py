@@ -36,7 +36,7 @@ from .mih import MultiIndex
 PROBE_COST = 60          # one bucket probe costs about this many FAISS code comparisons
 PROBE_BLOCK = 1 << 21    # probes materialized at once (memory bound: ~16 bytes each)
 MIH_MIN_CODES = 20_000   # below this a scan is as cheap as building substring tables
-MIH_MAX_LEVEL = 2
+MIH_MAX_LEVEL = 3
 STRATEGIES = ("auto", "ball", "mih", "scan")
 
 
@@ -108,20 +108,22 @@ class Searcher:
             r += 1
         if r < 0 or (k is None and r < radius):
             return "scan", -1
-        if k is not None and self.bits > 32 and n >= MIH_MIN_CODES and self.multi_index.searched(0) >= r:
-            # long codes: the ball stops at a small radius, while MIH's first levels already search
-            # at least as far (and the next ones much farther) for a few probes
-            return "mih", self._mih_level()
+        if k is not None and self.bits > 32 and n >= MIH_MIN_CODES:
+            # long codes: the ball stops at a small radius, while MIH's levels search much farther
+            # for the same number of probes
+            level = self._mih_level()
+            if self.multi_index.searched(level) > r:
+                return "mih", level
         return "ball", r
 
     def _mih_level(self) -> int:
-        """The deepest substring level whose probes (all levels up to it) cost less than a scan."""
+        """The deepest substring level worth probing: a level runs only for the queries still short of
+        k, for which the alternative is the scan, so each level's probes are priced against a scan."""
         mih, n = self.multi_index, max(1, self.buckets.n_buckets)
-        level, probes = 0, mih.level_probes(0)
-        while level < MIH_MAX_LEVEL and (probes + mih.level_probes(level + 1)) * PROBE_COST <= n \
+        level = 0
+        while level < MIH_MAX_LEVEL and mih.level_probes(level + 1) * PROBE_COST <= n \
                 and mih.searched(level) < self.bits:
             level += 1
-            probes += mih.level_probes(level)
         return level
 
     def search(self, codes: np.ndarray, k: int | None = 10, radius: int = 2, strategy: str = "auto") -> "Results":

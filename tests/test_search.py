@@ -388,8 +388,8 @@ def test_auto_picks_multi_index_hashing_for_long_codes_and_answers_exactly():
         assert res.row_ids.tolist() == want_rows[:10].tolist() and res.distances.tolist() == want_d[:10].tolist()
         assert res.searched_radius >= searcher.multi_index.searched(0)
         assert res.filled.tolist() == (res.distances > res.searched_radius).tolist()
-    # substrings about log2(distinct codes) bits long
-    assert searcher.multi_index.m == round(64 / np.log2(searcher.buckets.n_buckets))
+    assert searcher.multi_index.m == 2  # two 32-bit substrings
+    assert searcher.multi_index.widths == [32, 32]
 
 
 # --- skewed buckets ------------------------------------------------------------------------------
