@@ -36,8 +36,8 @@ from .hashers import hasher_class
 from .indexer import IndexStats, check_batch, check_corpus, derive, index_corpus, write_batch
 from .model import Model, package_versions
 from .rerank import FEATURES_DIR, FeatureStore, carry, new_meta, rerank_results
-from .search import Result, Searcher
-from .store import Store, sqlite_url
+from .search import Result, Results, Searcher
+from .store import Store, gc_paused, sqlite_url
 
 INDEX_FORMAT = 1
 DEFAULT_INDEX_DIR = "semhash-index"
@@ -46,7 +46,7 @@ SQLITE_FILE = "items.db"
 FAISS_FILE = "faiss.index"
 
 
-@dataclass
+@dataclass(slots=True)
 class Hit:
     """One retrieved item: its id, Hamming distance to the query, a score, its payload, and whether it
     came from the exact FAISS fill beyond the searched radius.
@@ -404,21 +404,26 @@ class Engine:
             self._searcher = Searcher(self.buckets, self.model.bits)
         return self._searcher
 
-    def _answers(self, batch: Batch, results: list[Result],
+    def _answers(self, batch: Batch, results: Results | list[Result],
                  scores: list[np.ndarray] | None = None) -> list["Answer"]:
-        """Answers with payloads (one store query for the batch); `scores` replaces 1 - distance/bits."""
-        wanted = np.unique(np.concatenate([r.row_ids for r in results])) if results else np.zeros(0, np.int64)
-        items = {it.row_id: it for it in self.store.fetch(wanted.tolist())} if len(wanted) else {}
+        """Answers with payloads (one store read for the batch); `scores` replaces 1 - distance/bits."""
+        if not isinstance(results, Results):  # re-ranked: one Result per query
+            results = Results.from_list(results)
+        flat_rows, flat_dist, flat_filled = results.row_ids, results.distances, results.filled
+        distinct = _distinct(flat_rows) if len(flat_rows) else flat_rows
+        ext_ids, payloads = self.store.hit_fields(distinct)
+        where = np.searchsorted(distinct, flat_rows)
         bits = self.model.bits
-        answers = []
-        for i, (qid, res) in enumerate(zip(batch.ids, results)):
-            dists = res.distances.tolist()
-            score = [round(1.0 - d / bits, 6) for d in dists] if scores is None else scores[i].tolist()
-            hits = [Hit(id=items[r].ext_id, distance=int(d), score=s, payload=items[r].payload, filled=bool(f))
-                    for r, d, s, f in zip(res.row_ids.tolist(), dists, score, res.filled.tolist())]
-            answers.append(Answer(query_id=qid, searched_radius=res.searched_radius, strategy=res.strategy,
-                                  hits=hits))
-        return answers
+        by_distance = np.array([round(1.0 - d / bits, 6) for d in range(bits + 1)])
+        lims = results.lims.tolist()
+        with gc_paused():  # a million small objects would otherwise set off many full collections
+            flat_scores = by_distance[flat_dist] if scores is None else np.concatenate(scores) if scores else []
+            hits = [Hit(e, d, s, p, f) for e, d, s, p, f in
+                    zip(ext_ids[where].tolist(), flat_dist.tolist(), np.asarray(flat_scores, float).tolist(),
+                        payloads[where].tolist(), flat_filled.tolist())]
+            return [Answer(query_id=qid, searched_radius=int(results.searched[i]),
+                           strategy=str(results.strategies[i]), hits=hits[lims[i]:lims[i + 1]])
+                    for i, qid in enumerate(batch.ids)]
 
     # --- description ----------------------------------------------------------------------
     def info(self) -> dict:
@@ -443,6 +448,16 @@ class Engine:
             "buckets": self.buckets.stats(),
             "features": features,
         }
+
+
+def _distinct(row_ids: np.ndarray) -> np.ndarray:
+    """Sorted distinct row ids; a mask over their range where it is small (far faster than a sort)."""
+    lo, hi = int(row_ids.min()), int(row_ids.max())
+    if hi - lo > 8 * len(row_ids):
+        return np.unique(row_ids)
+    mask = np.zeros(hi - lo + 1, dtype=bool)
+    mask[row_ids - lo] = True
+    return np.flatnonzero(mask) + lo
 
 
 def _read_manifest(directory: Path) -> dict:

@@ -276,6 +276,17 @@ class Results(Sequence):
     def __len__(self) -> int:
         return len(self.span_lims) - 1
 
+    @classmethod
+    def from_list(cls, results: list[Result]) -> "Results":
+        """Results holding the given per-query answers (each hit a span of its own)."""
+        rows = np.concatenate([r.row_ids for r in results]) if results else np.zeros(0, np.int64)
+        spans = np.r_[0, np.cumsum([len(r.row_ids) for r in results])].astype(np.int64)
+        cat = (lambda name, dtype: np.concatenate([getattr(r, name) for r in results]).astype(dtype)
+               if results else np.zeros(0, dtype))
+        return cls(rows, spans, np.arange(len(rows)), np.ones(len(rows), np.int64), cat("distances", np.int32),
+                   cat("filled", bool), [r.searched_radius for r in results],
+                   np.array([r.strategy for r in results], dtype=object))
+
     def counts(self) -> np.ndarray:
         """Hits per query."""
         per_span = np.r_[0, np.cumsum(self.lengths)]

@@ -22,6 +22,7 @@ rows with binary COPY and large updates through a temporary table; SQLite uses e
 """
 from __future__ import annotations
 
+import gc
 import json
 import re
 from itertools import chain
@@ -142,6 +143,19 @@ _dumps = _make_json_encoder()
 
 
 _raw_decode = json.JSONDecoder().raw_decode
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: building many small containers (rows, hits) otherwise
+    sets off repeated full collections, which cost more than the building (4x for 238,000 rows)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _loads(text: str) -> Any:
@@ -755,6 +769,30 @@ class Store:
                 labs = label_cache[lab] = tuple(_loads(lab))
             made[rid] = Item(int(rid), ext, codes[i].tobytes(), _loads(pay), labs)
         return [made[r] for r in wanted]
+
+    def hit_fields(self, row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ext ids, payloads) as object arrays aligned with `row_ids` (sorted, distinct, all stored):
+        the lean read behind query answers (no codes, no labels). MissingItemError when any is not stored."""
+        wanted = np.asarray(row_ids, dtype=np.int64)
+        if not len(wanted):
+            return np.zeros(0, object), np.zeros(0, object)
+        size = min(10_000, self._in_chunk)
+        with self._transaction(doing="fetching items") as conn, gc_paused():
+            rows = []
+            for chunk in _chunks(wanted.tolist(), size):
+                rows += self._select_in(conn, ("row_id", "ext_id", "payload"), "row_id", chunk)
+            rows.sort()
+            got = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            if len(got) != len(wanted) or not np.array_equal(got, wanted):
+                missing = np.setdiff1d(wanted, got)[:10].tolist()
+                raise MissingItemError(f"no items with row ids {', '.join(map(str, missing))} in the store "
+                                       f"{self.namespace!r} ({self._masked}); the index is out of step with its "
+                                       f"store: rebuild it", missing)
+            ext_ids, payloads = np.empty(len(rows), object), np.empty(len(rows), object)
+            ext_ids[:] = [r[1] for r in rows]
+            # most payloads of a corpus without extra fields are "{}": a new empty dict each, no parsing
+            payloads[:] = [{} if r[2] == "{}" else _loads(r[2]) for r in rows]
+        return ext_ids, payloads
 
     def row_ids_for(self, ext_ids: Iterable[str]) -> dict[str, int]:
         """ext_id -> row_id for the given ids that are stored (unknown ones are left out)."""
