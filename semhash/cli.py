@@ -218,6 +218,9 @@ def index_cmd(corpus: str, output: str, model_dir: str | None, db_url: str | Non
     stats = engine.index(source, output, db_url=db_url, progress=not quiet, keep_features=keep_features or None)
     counts = engine.manifest["counts"]
     _log(f"Indexed {stats.written} items into {output} ({stats.added} added, {stats.replaced} replaced)", quiet)
+    if stats.empty:
+        _log(f"Warning: {stats.empty} of these items have no features (texts with no word of the model's "
+             f"vocabulary, or all-zero vectors); they all share one code. `semhash info` shows that bucket.", quiet)
     summary = {"index": output, "added": stats.added, "replaced": stats.replaced, "items": counts["items"],
                "distinct_codes": counts["distinct_codes"], "bits": engine.model.bits}
     if engine.manifest.get("features"):

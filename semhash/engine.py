@@ -29,6 +29,7 @@ import numpy as np
 
 from .ann import BinaryANN
 from .buckets import BucketTable
+from .codes import to_hex
 from .corpus import Batch, Corpus, batch_from_dicts, records_from_strings
 from .errors import ConfigError, IndexError_, SemhashError
 from .fsutil import INDEX, atomic_directory, check_target, directory_checksum
@@ -426,6 +427,13 @@ class Engine:
                     for i, qid in enumerate(batch.ids)]
 
     # --- description ----------------------------------------------------------------------
+    def _empty_bucket(self) -> dict:
+        """The code of an all-zero feature row and how many items are stored under it: texts with no
+        known word and zero vectors all land there, so a large count means many items that the model
+        cannot tell apart."""
+        code = self.model.empty_code()
+        return {"code": to_hex(code)[0], "items": _bucket_size(self.buckets, code)}
+
     def info(self) -> dict:
         """Manifest, counts, memory and disk bytes per item, and bucket statistics."""
         if self.directory is None:
@@ -446,8 +454,15 @@ class Engine:
             "store": self.store.masked_url() if self.store else None,
             "bytes_per_item": {"memory": round(memory / max(1, n), 2), "disk": round(disk / max(1, n), 2)},
             "buckets": self.buckets.stats(),
+            "empty_features": self._empty_bucket(),
             "features": features,
         }
+
+
+def _bucket_size(buckets: BucketTable, code: np.ndarray) -> int:
+    """Items stored under one packed code (1, bytes)."""
+    match = np.flatnonzero((buckets.distinct_codes() == code).all(axis=1))
+    return int(buckets.sizes()[match[0]]) if len(match) else 0
 
 
 def _distinct(row_ids: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from tqdm import tqdm
 
 from .ann import BinaryANN
@@ -23,6 +24,7 @@ from .store import Store
 class IndexStats:
     added: int = 0
     replaced: int = 0
+    empty: int = 0  # items whose features are all zero (no known word, a zero vector): they share one code
 
     @property
     def written(self) -> int:
@@ -33,16 +35,20 @@ def write_batch(model: Model, store: Store, batch: Batch, source: str = "the inp
                 features: FeatureStore | None = None) -> IndexStats:
     """Encode one batch and upsert it into the store (and its features, by row id, into `features`)."""
     model.check_kind(batch, source)
-    if features is None:
-        codes = model.encode(batch)
-    else:
-        X = model.features(batch)
-        codes = model.hasher.encode(X)
+    X = model.features(batch)
+    codes = model.hasher.encode(X)
     res = store.upsert(batch.ids, codes, batch.payloads, batch.labels)
     if features is not None:
         features.append(res.row_ids, X)
     replaced = int(np.count_nonzero(res.replaced))
-    return IndexStats(added=len(batch) - replaced, replaced=replaced)
+    return IndexStats(added=len(batch) - replaced, replaced=replaced, empty=empty_rows(X))
+
+
+def empty_rows(X) -> int:
+    """Rows of a feature matrix (sparse or dense) that are all zero."""
+    if sp.issparse(X):
+        return int(np.count_nonzero(X.getnnz(axis=1) == 0))
+    return int(np.count_nonzero(~np.asarray(X).any(axis=1)))
 
 
 def check_corpus(model: Model, corpus: Corpus) -> int:
@@ -79,6 +85,7 @@ def index_corpus(model: Model, store: Store, corpus: Corpus, progress: bool = Tr
             s = write_batch(model, store, batch, corpus.path, features=features)
             stats.added += s.added
             stats.replaced += s.replaced
+            stats.empty += s.empty
             bar.update(len(batch))
     return stats
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import scipy.sparse as sp
 
 from . import __version__
 from .codes import to_hex
@@ -76,6 +77,13 @@ class Model:
     def encode(self, batch: Batch) -> np.ndarray:
         """(n, bits // 8) uint8 packed codes for a batch of records."""
         return self.hasher.encode(self.featurizer.transform(batch))
+
+    def empty_code(self) -> np.ndarray:
+        """The (1, bits // 8) code of an all-zero feature row: where every text with no word of the
+        vocabulary, or every zero vector, lands."""
+        dim = self.featurizer.dim
+        zero = sp.csr_matrix((1, dim), dtype=np.float32) if self.kind == "text" else np.zeros((1, dim), np.float32)
+        return self.hasher.encode(zero)
 
     def logits(self, batch: Batch) -> np.ndarray:
         """(n, bits) per-bit code scores; their sign is the code."""

@@ -350,3 +350,27 @@ def test_postgresql_end_to_end(workdir, built, pg_schema_url):
     result = run("index", "corpus.jsonl", "--db", pg_schema_url, "-o", "pg-idx2", *FAST)
     assert result.exit_code == 1 and "already holds a semhash index" in result.stderr
     assert not (workdir / "pg-idx2").exists()
+
+
+def test_items_without_features_are_counted_and_shown(tmp_path, topic_docs, write_jsonl, monkeypatch):
+    """Texts with no word of the model's vocabulary all get the code of an empty feature row: index
+    warns with their count, and info shows that code and how many items it holds."""
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(tmp_path / "train.jsonl", topic_docs(60))
+    assert run("train", "train.jsonl", "-o", "m", *FAST).exit_code == 0
+    unknown = [{"id": f"x{i}", "text": f"zzqx{i} wvvk{i}"} for i in range(7)]
+    write_jsonl(tmp_path / "more.jsonl", topic_docs(30, seed=1) + unknown)
+    result = CliRunner().invoke(main, ["index", "more.jsonl", "-m", "m", "-o", "idx"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert ("Warning: 7 of these items have no features (texts with no word of the model's vocabulary, or "
+            "all-zero vectors); they all share one code. `semhash info` shows that bucket.") in result.stderr
+    info = json.loads(run("info", "idx").stdout)
+    engine = Engine.load("idx")
+    empty = engine.model.empty_code()
+    codes = {it.ext_id: it.code for it in engine.store.fetch(engine.buckets.row_ids)}
+    assert all(codes[u["id"]] == empty.tobytes() for u in unknown)
+    assert info["empty_features"] == {"code": empty.tobytes().hex(),
+                                      "items": sum(c == empty.tobytes() for c in codes.values())}
+    assert info["empty_features"]["items"] >= 7
+    quiet = CliRunner().invoke(main, ["index", "more.jsonl", "-o", "idx", "-q"], catch_exceptions=False)
+    assert quiet.exit_code == 0 and "Warning" not in quiet.stderr

@@ -340,17 +340,17 @@ def test_failure_mid_index_keeps_previous_index(setup, index_copy, vector_docs, 
     # the model's encode failing inside Engine.add: the same
     monkeypatch.setattr(semhash.indexer, "write_batch", real)
     encodes = []
-    real_encode = engine.model.encode
+    real_encode = engine.model.hasher.encode
 
-    def failing_encode(batch):
-        encodes.append(len(batch))
+    def failing_encode(X):
+        encodes.append(X.shape[0])
         raise RuntimeError("encoder exploded")
 
-    monkeypatch.setattr(engine.model, "encode", failing_encode)
+    monkeypatch.setattr(engine.model.hasher, "encode", failing_encode)
     with pytest.raises(RuntimeError, match="encoder exploded"):
         engine.add(vector_docs(3, seed=11, prefix="z"))
     assert encodes == [3]
-    monkeypatch.setattr(engine.model, "encode", real_encode)
+    monkeypatch.setattr(engine.model.hasher, "encode", real_encode)
     assert query_answers(engine, docs[:6]) == before_answers
     assert file_bytes(index_copy) == before_files
     assert dot_entries(index_copy.parent) == []
