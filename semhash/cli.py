@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -260,12 +261,15 @@ def query(file: str, index_dir: str, k: int, radius: int, strategy: str, fmt: st
     source.validate()
     header = fmt == "tsv"
     for batch in source.batches():
-        answers = engine.query_batch(batch, k=k or None, radius=radius, strategy=strategy, rerank=rerank,
-                                     candidates=candidates)
+        answers = engine.query_iter(batch, k=k or None, radius=radius, strategy=strategy, rerank=rerank,
+                                    candidates=candidates)
+        first = next(answers, None)  # the batch is searched before anything is printed
+        if first is None:
+            continue
         if header:  # after the first batch is answered, so an error leaves stdout empty
             click.echo("query_id\trank\tid\tdistance\tscore")
             header = False
-        for ans in answers:
+        for ans in itertools.chain([first], answers):
             if fmt == "tsv":
                 for rank, h in enumerate(ans.hits, 1):
                     click.echo(f"{ans.query_id}\t{rank}\t{h.id}\t{h.distance}\t{h.score}")

@@ -37,7 +37,7 @@ from .hashers import hasher_class
 from .indexer import IndexStats, check_batch, check_corpus, derive, index_corpus, write_batch
 from .model import Model, package_versions
 from .rerank import FEATURES_DIR, FeatureStore, carry, new_meta, rerank_results
-from .search import Result, Results, Searcher
+from .search import Results, Searcher
 from .store import Store, gc_paused, sqlite_url
 
 INDEX_FORMAT = 1
@@ -45,6 +45,9 @@ DEFAULT_INDEX_DIR = "semhash-index"
 MANIFEST = "manifest.json"
 SQLITE_FILE = "items.db"
 FAISS_FILE = "faiss.index"
+
+
+ANSWER_BLOCK = 1_000_000  # hits made into Python objects at a time by query_iter (about 100 MB)
 
 
 @dataclass(slots=True)
@@ -365,26 +368,49 @@ class Engine:
         the `candidates` nearest by Hamming distance, default max(10 k, 100); with k=None, every item
         within the radius), ordered by the cosine similarity of their kept features to the query's
         (ties: Hamming distance, then search order); the first k are returned, scored by that cosine."""
+        return list(self.query_iter(items, k=k, radius=radius, strategy=strategy, rerank=rerank,
+                                    candidates=candidates))
+
+    def query_iter(self, items: Batch | list, k: int | None = 10, radius: int = 2, strategy: str = "auto",
+                   rerank: bool = False, candidates: int | None = None,
+                   max_hits: int = ANSWER_BLOCK) -> Iterator["Answer"]:
+        """`query_batch`, one Answer at a time: the batch is searched at once, and its answers are built
+        in groups of queries holding at most `max_hits` hits together (a single query may hold more),
+        so a radius answer of millions of items never sits in memory as Python objects all at once."""
         if self.directory is None:
             raise IndexError_("no index loaded: use Engine.load(DIR) or Engine.index(CORPUS)")
         if candidates is not None and not rerank:
             raise ConfigError("candidates applies only to re-ranking (rerank=True, --rerank)")
         batch = items if isinstance(items, Batch) else records_from_strings(items)
         self.model.check_kind(batch, "the query")
+        scores = None
         if not rerank:
             results = self.searcher.search(self.model.encode(batch), k=k, radius=radius, strategy=strategy)
-            return self._answers(batch, results)
-        features = self.features
-        n_candidates = None
-        if k is not None:
-            if candidates is not None and (candidates < 1 or candidates < k):
-                raise ConfigError(f"candidates must be at least k ({k}), got {candidates}")
-            n_candidates = candidates if candidates is not None else max(10 * k, 100)
-        X = self.model.features(batch)
-        results = self.searcher.search(self.model.hasher.encode(X), k=n_candidates, radius=radius,
-                                       strategy=strategy)
-        results, scores = rerank_results(results, X, features, k)
-        return self._answers(batch, results, scores)
+        else:
+            features = self.features
+            n_candidates = None
+            if k is not None:
+                if candidates is not None and (candidates < 1 or candidates < k):
+                    raise ConfigError(f"candidates must be at least k ({k}), got {candidates}")
+                n_candidates = candidates if candidates is not None else max(10 * k, 100)
+            X = self.model.features(batch)
+            found = self.searcher.search(self.model.hasher.encode(X), k=n_candidates, radius=radius,
+                                         strategy=strategy)
+            reranked, scores = rerank_results(found, X, features, k)
+            results = Results.from_list(reranked)
+        return self._stream(batch.ids, results, scores, max_hits)
+
+    def _stream(self, query_ids: list[str], results: Results, scores: list[np.ndarray] | None,
+                max_hits: int) -> Iterator["Answer"]:
+        ends = np.cumsum(results.counts())
+        start = 0
+        while start < len(results):
+            # the queries up to the one that takes the group past max_hits (at least one)
+            stop = max(start + 1, int(np.searchsorted(ends, (ends[start - 1] if start else 0) + max_hits,
+                                                      side="right")))
+            part = scores[start:stop] if scores is not None else None
+            yield from self._answers(query_ids[start:stop], results.take(start, stop), part)
+            start = stop
 
     @property
     def features(self) -> FeatureStore:
@@ -405,11 +431,9 @@ class Engine:
             self._searcher = Searcher(self.buckets, self.model.bits)
         return self._searcher
 
-    def _answers(self, batch: Batch, results: Results | list[Result],
+    def _answers(self, query_ids: list[str], results: Results,
                  scores: list[np.ndarray] | None = None) -> list["Answer"]:
         """Answers with payloads (one store read for the batch); `scores` replaces 1 - distance/bits."""
-        if not isinstance(results, Results):  # re-ranked: one Result per query
-            results = Results.from_list(results)
         flat_rows, flat_dist, flat_filled = results.row_ids, results.distances, results.filled
         distinct = _distinct(flat_rows) if len(flat_rows) else flat_rows
         ext_ids, payloads = self.store.hit_fields(distinct)
@@ -424,7 +448,7 @@ class Engine:
                         payloads[where].tolist(), flat_filled.tolist())]
             return [Answer(query_id=qid, searched_radius=int(results.searched[i]),
                            strategy=str(results.strategies[i]), hits=hits[lims[i]:lims[i + 1]])
-                    for i, qid in enumerate(batch.ids)]
+                    for i, qid in enumerate(query_ids)]
 
     # --- description ----------------------------------------------------------------------
     def _empty_bucket(self) -> dict:

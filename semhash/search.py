@@ -292,6 +292,13 @@ class Results(Sequence):
         per_span = np.r_[0, np.cumsum(self.lengths)]
         return per_span[self.span_lims[1:]] - per_span[self.span_lims[:-1]]
 
+    def take(self, start: int, stop: int) -> "Results":
+        """The answers of queries start..stop-1 (views of these spans)."""
+        a, b = self.span_lims[start], self.span_lims[stop]
+        return Results(self._rows, self.span_lims[start:stop + 1] - a, self.starts[a:b], self.lengths[a:b],
+                       self.dists[a:b], self.span_filled[a:b], self.searched[start:stop],
+                       self.strategies[start:stop])
+
     @property
     def lims(self) -> np.ndarray:
         return np.r_[0, np.cumsum(self.counts())]

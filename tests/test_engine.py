@@ -21,7 +21,7 @@ from semhash.buckets import code_keys
 from semhash.cli import main
 from semhash.corpus import Corpus
 from semhash.engine import FAISS_FILE, MANIFEST, SQLITE_FILE, Engine, Hit, _batch_from_dicts
-from semhash.errors import IndexError_, ModelError, SemhashError
+from semhash.errors import ConfigError, IndexError_, ModelError, SemhashError
 from semhash.store import Store, sqlite_url
 
 BITS = 16
@@ -548,3 +548,24 @@ def test_a_loaded_model_keeps_its_checksum_in_new_indexes(setup, tmp_path):
     assert third.model.checksum == copy.model.checksum
     third.close()
     copy.close()
+
+
+def test_query_iter_builds_answers_in_bounded_groups(setup, monkeypatch):
+    """query_iter gives query_batch's answers, one at a time, building at most max_hits hits per group
+    (a query holding more is a group of its own); errors come at the call, not at the first answer."""
+    _, docs, _, _, index_dir = setup
+    engine = Engine.load(index_dir)
+    queries = [d["vector"] for d in docs[:9]]
+    want = engine.query_batch(queries, k=None, radius=16)
+    sizes = []
+    real = engine._answers
+    monkeypatch.setattr(engine, "_answers", lambda ids, res, scores=None: sizes.append(len(res.row_ids)) or
+                        real(ids, res, scores))
+    got = list(engine.query_iter(queries, k=None, radius=16, max_hits=50))
+    assert got == want
+    assert sum(sizes) == sum(len(a.hits) for a in want) and len(sizes) > 1
+    counts = [len(a.hits) for a in want]
+    assert all(s <= 50 or s in counts for s in sizes)  # a group over 50 is one query's answer
+    with pytest.raises(ConfigError):
+        engine.query_iter(queries, k=3, candidates=10)
+    engine.close()
