@@ -384,9 +384,10 @@ def test_auto_picks_multi_index_hashing_for_long_codes_and_answers_exactly():
     results = searcher.search(queries, k=10, radius=2)
     for qi, res in enumerate(results):
         want_rows, want_d = brute(dist[qi], row_ids, codes)
-        assert res.strategy in ("mih", "mih+fill")
+        assert res.strategy in ("ball", "mih", "mih+fill")  # a small ball goes first
         assert res.row_ids.tolist() == want_rows[:10].tolist() and res.distances.tolist() == want_d[:10].tolist()
-        assert res.searched_radius >= searcher.multi_index.searched(0)
+        if res.strategy != "ball":
+            assert res.searched_radius >= searcher.multi_index.searched(0)
         assert res.filled.tolist() == (res.distances > res.searched_radius).tolist()
     assert searcher.multi_index.m == 2  # two 32-bit substrings
     assert searcher.multi_index.widths == [32, 32]
