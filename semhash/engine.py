@@ -85,7 +85,7 @@ class Engine:
         self.manifest: dict = {}
         self.store: Store | None = None
         self.buckets: BucketTable | None = None
-        self.ann: BinaryANN | None = None
+        self._ann: BinaryANN | None = None  # the index directory's FAISS index, read when asked for
         self._searcher: Searcher | None = None
         self._fresh: tuple = ()  # (manifest, buckets, ann) of the update being written
         self._model_dir: Path | None = None  # where the model was loaded from (its files keep its checksum)
@@ -294,7 +294,9 @@ class Engine:
         self.directory, self.manifest = directory.absolute(), manifest
         self.store = store if store is not None else _open_store(manifest, directory)
         self._model_dir = self.directory / "model"
-        self.buckets, self.ann = buckets, ann
+        # search answers from the bucket table and its own scan over distinct codes, so the item-level
+        # FAISS index (12 bytes an item) is checked at open but not kept in memory
+        self.buckets, self._ann = buckets, None
         self._searcher = None
         self._features = None
 
@@ -426,6 +428,15 @@ class Engine:
         return self._features
 
     @property
+    def ann(self) -> BinaryANN:
+        """The index directory's FAISS index of every item (read on first use; search does not need it)."""
+        if self._ann is None:
+            if self.directory is None:
+                raise IndexError_("no index loaded: use Engine.load(DIR) or Engine.index(CORPUS)")
+            self._ann = BinaryANN.load(self.directory / FAISS_FILE, self.model.bits)
+        return self._ann
+
+    @property
     def searcher(self) -> Searcher:
         if self._searcher is None:
             self._searcher = Searcher(self.buckets, self.model.bits)
@@ -465,7 +476,7 @@ class Engine:
         n = len(self.buckets)
         disk = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file()
                    and p.parts[len(self.directory.parts)] != "model")
-        memory = self.buckets.nbytes() + len(self.ann) * (self.model.bits // 8 + 8)
+        memory = self.searcher.nbytes()
         kept = self.manifest.get("features")
         features = {"kept": False} if not kept else {
             "kept": True, "layout": kept["layout"], "dtype": kept["dtype"], "dim": kept["dim"],
