@@ -143,3 +143,35 @@ def pg_url():
     if url is None:
         pytest.skip(reason)
     return url
+
+
+def _make_unrelated(tmp_path: Path, what: str) -> Path:
+    """A path holding something semhash must not replace: dir, dir-with-manifest, file, fifo, symlink, device."""
+    if what == "dir":
+        (tmp_path / "project").mkdir()
+        (tmp_path / "project" / "notes.txt").write_text("mine")
+        (tmp_path / "project" / "src").mkdir()
+        (tmp_path / "project" / "src" / "main.py").write_text("print('hi')\n")
+        return tmp_path / "project"
+    if what == "dir-with-manifest":
+        (tmp_path / "other").mkdir()
+        (tmp_path / "other" / "manifest.json").write_text(json.dumps({"format": 1, "name": "not semhash"}))
+        return tmp_path / "other"
+    if what == "file":
+        (tmp_path / "data.bin").write_bytes(b"\x00precious")
+        return tmp_path / "data.bin"
+    if what == "fifo":
+        os.mkfifo(tmp_path / "pipe")
+        return tmp_path / "pipe"
+    if what == "symlink":
+        (tmp_path / "real").mkdir()
+        (tmp_path / "link").symlink_to(tmp_path / "real")
+        return tmp_path / "link"
+    assert what == "device"
+    return Path("/dev/null")
+
+
+@pytest.fixture(scope="session")
+def make_unrelated():
+    """A function: make_unrelated(tmp_path, what) -> a path holding something semhash did not write."""
+    return _make_unrelated

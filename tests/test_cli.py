@@ -256,26 +256,11 @@ def test_train_with_and_without_the_diffusion_term(tmp_path, topic_docs, write_j
 
 
 # --- where train and encode may write ------------------------------------------------------------------------
-def unrelated(tmp_path, what):
-    """A path holding something that is not a semhash model: a project folder, a file, a device node."""
-    if what == "dir":
-        (tmp_path / "project").mkdir()
-        (tmp_path / "project" / "notes.txt").write_text("mine")
-        (tmp_path / "project" / "src").mkdir()
-        (tmp_path / "project" / "src" / "main.py").write_text("print('hi')\n")
-        return tmp_path / "project"
-    if what == "file":
-        (tmp_path / "data.bin").write_bytes(b"\x00precious")
-        return tmp_path / "data.bin"
-    assert what == "device"
-    return Path("/dev/null")
-
-
 @pytest.mark.parametrize("force", [[], ["--force"]])
 @pytest.mark.parametrize("what", ["dir", "file", "device"])
-def test_train_refuses_what_is_not_a_model(trained, tmp_path, tree_hash, what, force):
+def test_train_refuses_what_is_not_a_model(trained, tmp_path, tree_hash, make_unrelated, what, force):
     corpus = trained[0]
-    target = unrelated(tmp_path, what)
+    target = make_unrelated(tmp_path, what)
     before = tree_hash(target)
     result = run("train", corpus, *FAST, "-o", target, *force)
     assert result.exit_code == 1

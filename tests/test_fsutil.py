@@ -40,32 +40,6 @@ def made(tmp_path_factory, topic_docs, write_jsonl, fit_tiny_model):
     return root, corpus, model, model_dir, root / "index"
 
 
-def make_unrelated(tmp_path: Path, what: str) -> Path:
-    """A path holding something semhash must not replace."""
-    if what == "dir":
-        (tmp_path / "project").mkdir()
-        (tmp_path / "project" / "notes.txt").write_text("mine")
-        (tmp_path / "project" / "src").mkdir()
-        (tmp_path / "project" / "src" / "main.py").write_text("print('hi')\n")
-        return tmp_path / "project"
-    if what == "dir-with-manifest":
-        (tmp_path / "other").mkdir()
-        (tmp_path / "other" / "manifest.json").write_text(json.dumps({"format": 1, "name": "not semhash"}))
-        return tmp_path / "other"
-    if what == "file":
-        (tmp_path / "data.bin").write_bytes(b"\x00precious")
-        return tmp_path / "data.bin"
-    if what == "fifo":
-        os.mkfifo(tmp_path / "pipe")
-        return tmp_path / "pipe"
-    if what == "symlink":
-        (tmp_path / "real").mkdir()
-        (tmp_path / "link").symlink_to(tmp_path / "real")
-        return tmp_path / "link"
-    assert what == "device"
-    return Path("/dev/null")
-
-
 UNRELATED = ["dir", "dir-with-manifest", "file", "fifo", "symlink", "device"]
 
 
@@ -91,7 +65,7 @@ def test_missing_and_empty_targets_are_allowed(tmp_path):
 
 
 @pytest.mark.parametrize("what", UNRELATED)
-def test_unrelated_targets_are_refused(tmp_path, what):
+def test_unrelated_targets_are_refused(make_unrelated, tmp_path, what):
     path = make_unrelated(tmp_path, what)
     with pytest.raises(ModelError) as e:
         check_target(path, MODEL, replace=True)
@@ -138,7 +112,7 @@ def test_a_semhash_directory_holding_other_files_is_refused(made, tmp_path):
 
 # --- Model.save and Engine.save --------------------------------------------------------------------------------
 @pytest.mark.parametrize("what", UNRELATED)
-def test_model_save_refuses_and_changes_nothing(made, tmp_path, what, tree_hash):
+def test_model_save_refuses_and_changes_nothing(make_unrelated, made, tmp_path, what, tree_hash):
     model = made[2]
     path = make_unrelated(tmp_path, what)
     before, entries = tree_hash(path), sorted(os.listdir(path.parent))
@@ -150,7 +124,7 @@ def test_model_save_refuses_and_changes_nothing(made, tmp_path, what, tree_hash)
 
 
 @pytest.mark.parametrize("what", UNRELATED)
-def test_engine_save_refuses_and_changes_nothing(made, tmp_path, what, tree_hash):
+def test_engine_save_refuses_and_changes_nothing(make_unrelated, made, tmp_path, what, tree_hash):
     engine = Engine.load(made[4])
     path = make_unrelated(tmp_path, what)
     before, entries = tree_hash(path), sorted(os.listdir(path.parent))
@@ -257,7 +231,7 @@ def test_atomic_file_writes_and_replaces_regular_files(tmp_path):
 
 
 @pytest.mark.parametrize("what", ["dir", "fifo", "symlink", "device", "link-to-device"])
-def test_atomic_file_refuses_what_is_not_a_regular_file(tmp_path, what, tree_hash):
+def test_atomic_file_refuses_what_is_not_a_regular_file(make_unrelated, tmp_path, what, tree_hash):
     if what == "link-to-device":
         path = tmp_path / "null"
         path.symlink_to("/dev/null")
