@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import itertools
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ FAISS_FILE = "faiss.index"
 
 
 ANSWER_BLOCK = 1_000_000  # hits made into Python objects at a time by query_iter (about 100 MB)
+SPAN_BLOCK = 1 << 22      # hit buckets of the queries searched at once by query_iter (about 130 MB)
 
 
 @dataclass(slots=True)
@@ -376,31 +378,41 @@ class Engine:
     def query_iter(self, items: Batch | list, k: int | None = 10, radius: int = 2, strategy: str = "auto",
                    rerank: bool = False, candidates: int | None = None,
                    max_hits: int = ANSWER_BLOCK) -> Iterator["Answer"]:
-        """`query_batch`, one Answer at a time: the batch is searched at once, and its answers are built
-        in groups of queries holding at most `max_hits` hits together (a single query may hold more),
-        so a radius answer of millions of items never sits in memory as Python objects all at once."""
+        """`query_batch`, one Answer at a time, in bounded memory: the batch is searched in blocks of
+        queries whose answers hold at most about SPAN_BLOCK hit buckets, and the answers are built in
+        groups holding at most `max_hits` hits together (a single query may hold more), so a huge k or
+        a radius answer of millions of items never sits in memory whole. Bad options fail at the call."""
         if self.directory is None:
             raise IndexError_("no index loaded: use Engine.load(DIR) or Engine.index(CORPUS)")
         if candidates is not None and not rerank:
             raise ConfigError("candidates applies only to re-ranking (rerank=True, --rerank)")
         batch = items if isinstance(items, Batch) else records_from_strings(items)
         self.model.check_kind(batch, "the query")
-        scores = None
-        if not rerank:
-            results = self.searcher.search(self.model.encode(batch), k=k, radius=radius, strategy=strategy)
-        else:
-            features = self.features
-            n_candidates = None
-            if k is not None:
-                if candidates is not None and (candidates < 1 or candidates < k):
-                    raise ConfigError(f"candidates must be at least k ({k}), got {candidates}")
-                n_candidates = candidates if candidates is not None else max(10 * k, 100)
-            X = self.model.features(batch)
-            found = self.searcher.search(self.model.hasher.encode(X), k=n_candidates, radius=radius,
-                                         strategy=strategy)
-            reranked, scores = rerank_results(found, X, features, k)
-            results = Results.from_list(reranked)
-        return self._stream(batch.ids, results, scores, max_hits)
+        if rerank:
+            return self._reranked(batch, k, radius, strategy, candidates, max_hits)
+        codes = self.model.encode(batch)
+        self.searcher.search(codes[:0], k=k, radius=radius, strategy=strategy)  # bad options fail here
+        # a batch is searched in blocks of queries whose answers hold a bounded number of spans
+        step = max(1, SPAN_BLOCK // self.searcher.spans_per_query(k, radius))
+        return itertools.chain.from_iterable(
+            self._stream(batch.ids[i:i + step],
+                         self.searcher.search(codes[i:i + step], k=k, radius=radius, strategy=strategy),
+                         None, max_hits)
+            for i in range(0, len(codes), step))
+
+    def _reranked(self, batch: Batch, k: int | None, radius: int, strategy: str, candidates: int | None,
+                  max_hits: int) -> Iterator["Answer"]:
+        features = self.features
+        n_candidates = None
+        if k is not None:
+            if candidates is not None and (candidates < 1 or candidates < k):
+                raise ConfigError(f"candidates must be at least k ({k}), got {candidates}")
+            n_candidates = candidates if candidates is not None else max(10 * k, 100)
+        X = self.model.features(batch)
+        found = self.searcher.search(self.model.hasher.encode(X), k=n_candidates, radius=radius,
+                                     strategy=strategy)
+        reranked, scores = rerank_results(found, X, features, k)
+        return self._stream(batch.ids, Results.from_list(reranked), scores, max_hits)
 
     def _stream(self, query_ids: list[str], results: Results, scores: list[np.ndarray] | None,
                 max_hits: int) -> Iterator["Answer"]:

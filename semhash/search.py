@@ -35,6 +35,7 @@ from .mih import MultiIndex
 
 PROBE_COST = 60          # one bucket probe costs about this many FAISS code comparisons
 PROBE_BLOCK = 1 << 21    # probes materialized at once (memory bound: ~16 bytes each)
+FILL_BLOCK = 1 << 22     # (query, code) pairs a scan returns at once (12 bytes each)
 MIH_MIN_CODES = 20_000   # below this a scan is as cheap as building substring tables
 MIH_MAX_LEVEL = 3
 PRELUDE_SHARE = 16       # the ball before MIH may cost 1/16 of a scan (radius 1 at 10^6 codes, 2 at 4 x 10^6)
@@ -87,6 +88,13 @@ class Searcher:
             self._masks[d] = flip_masks(self.bits, d)
         return self._masks[d]
 
+    def spans_per_query(self, k: int | None, radius: int) -> int:
+        """At most how many spans (hit buckets) one query's answer holds: a bound for batching."""
+        most = max(1, self.buckets.n_buckets)
+        if k is not None:
+            return min(most, 2 * k)  # a k-nearest query keeps at most k buckets (twice, with the fill)
+        return min(most, ball_size(self.bits, radius)) if self.bits <= 64 else most
+
     def plan(self, k: int | None, radius: int, strategy: str = "auto") -> tuple[str, int]:
         """(strategy, depth): for "ball" the radius the bit-flip ball goes to before the scan fill
         takes over; for "mih" the last substring level probed before it."""
@@ -135,6 +143,8 @@ class Searcher:
             raise ConfigError(f"k must be at least 1 (or None for every item within the radius), got {k}")
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         nq = len(codes)
+        if k is not None:
+            k = min(k, max(1, len(self.buckets)))  # more than every item is every item
         name, ball_r = self.plan(k, radius, strategy)
         if nq == 0:
             return self._empty(0, np.zeros(0, np.int64), "")
@@ -262,7 +272,9 @@ class Searcher:
         if n_codes == 0:
             return self._empty(nq, searched, strategy)
         wide = min(n_codes, 2 * k)
-        dw, bw = self.code_scan.search(codes, wide)
+        step = max(1, FILL_BLOCK // wide)  # FAISS's answer is (queries, wide): bounded per call
+        parts = [self.code_scan.search(codes[i:i + step], wide) for i in range(0, nq, step)]
+        dw, bw = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         inner = dw < dw[:, -1:]
         closer = np.where(inner, self.buckets.sizes()[bw], 0).sum(axis=1)
         again = np.flatnonzero((closer < k) & (wide < n_codes))

@@ -569,3 +569,24 @@ def test_query_iter_builds_answers_in_bounded_groups(setup, monkeypatch):
     with pytest.raises(ConfigError):
         engine.query_iter(queries, k=3, candidates=10)
     engine.close()
+
+
+def test_query_iter_searches_in_blocks_with_the_same_answers(setup, monkeypatch):
+    """With a tiny span budget every query is searched on its own; the answers do not change, and a k
+    past int64 gives every item."""
+    import semhash.engine as engine_mod
+
+    _, docs, _, _, index_dir = setup
+    engine = Engine.load(index_dir)
+    queries = [d["vector"] for d in docs[:7]]
+    want_knn, want_radius = engine.query_batch(queries, k=5), engine.query_batch(queries, k=None, radius=3)
+    everything = engine.query_batch(queries[:2], k=2 ** 64)
+    assert [len(a.hits) for a in everything] == [120, 120]
+    searched = []
+    real = engine.searcher.search
+    monkeypatch.setattr(engine.searcher, "search", lambda codes, **kw: searched.append(len(codes)) or real(codes, **kw))
+    monkeypatch.setattr(engine_mod, "SPAN_BLOCK", 1)
+    assert engine.query_batch(queries, k=5) == want_knn
+    assert engine.query_batch(queries, k=None, radius=3) == want_radius
+    assert searched.count(1) == 14  # one call per query (besides the empty call that checks the options)
+    engine.close()

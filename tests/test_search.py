@@ -437,3 +437,23 @@ def test_skewed_buckets_match_brute_force_with_bounded_work(monkeypatch, bits):
             want_rows, want_d = want[qi]
             assert res.row_ids.tolist() == want_rows[want_d <= 2].tolist(), (strategy, qi)
             assert res.distances.tolist() == want_d[want_d <= 2].tolist()
+
+
+def test_k_beyond_every_item_and_beyond_int64():
+    """k larger than the collection (even past int64) is every item, in order, with no overflow; the
+    fill's scan is asked in blocks, and the answer does not change with the block size."""
+    import semhash.search as search_mod
+
+    row_ids, items, queries, searcher, dist = dataset("clustered", 32)
+    for k in (len(items), 10 ** 6, 2 ** 63, 10 ** 30):
+        for qi, res in enumerate(searcher.search(queries[:5], k=k, radius=2)):
+            want_rows, want_d = brute(dist[qi], row_ids, items)
+            assert res.row_ids.tolist() == want_rows.tolist() and res.distances.tolist() == want_d.tolist()
+    ref = searcher.search(queries, k=50, radius=32, strategy="scan")
+    old = search_mod.FILL_BLOCK
+    try:
+        search_mod.FILL_BLOCK = 150  # one query per FAISS call
+        again = searcher.search(queries, k=50, radius=32, strategy="scan")
+    finally:
+        search_mod.FILL_BLOCK = old
+    assert [pairs(r) for r in again] == [pairs(r) for r in ref]
