@@ -75,6 +75,9 @@ def test_index_with_no_other_argument_creates_the_default_index(built):
 
 
 def test_reindex_replaces(workdir):
+    before = Engine.load("semhash-index")
+    codes_before = before.store.all_codes()
+    before.close()
     result = run("index", "corpus.jsonl", "-q")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -83,6 +86,8 @@ def test_reindex_replaces(workdir):
     # the index's own model was used (no training): the codes are unchanged
     engine = Engine.load("semhash-index")
     assert engine.manifest["generation"] == 2
+    for a, b in zip(engine.store.all_codes(), codes_before):
+        assert np.array_equal(a, b)
     engine.close()
 
 

@@ -367,6 +367,14 @@ def test_cli_keep_features_rerank_and_info(text, tmp_path):
                                            for a in answers for r, h in enumerate(a["hits"], 1)]
     radius = run("query", queries, "-i", tmp_path / "idx", "-k", 0, "--radius", 1, "--rerank")
     assert radius.exit_code == 0, radius.output
+    plain = run("query", queries, "-i", tmp_path / "idx", "-k", 0, "--radius", 1)
+    for r, p in zip(radius.stdout.splitlines(), plain.stdout.splitlines()):
+        r, p = json.loads(r), json.loads(p)
+        # every item within the radius, re-ordered by cosine (descending), nothing added or lost
+        assert r["strategy"].endswith("+rerank") and all(h["distance"] <= 1 for h in r["hits"])
+        assert sorted(h["id"] for h in r["hits"]) == sorted(h["id"] for h in p["hits"])
+        scores = [h["score"] for h in r["hits"]]
+        assert scores == sorted(scores, reverse=True)
     info = json.loads(run("info", tmp_path / "idx").stdout)
     assert info["features"]["kept"] is True and info["features"]["rows"] == 90
     assert info["features"]["bytes_per_item"] == round(info["features"]["bytes"] / 90, 2)
