@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,15 +17,58 @@ DEFAULT_MODEL_DIR = "semhash-model"
 DEFAULT_INDEX_DIR = "semhash-index"  # also engine.DEFAULT_INDEX_DIR; kept here so --help needs no torch import
 
 
+INTERNAL_ERROR = 2  # exit code of a bug; every mistake in the input, the options or the files exits 1
+
+
 def _fail_cleanly(fn):
-    """Turn project errors into `Error: …` with exit code 1 (click's own convention)."""
+    """Turn project errors into `Error: …` with exit code 1; an OS error on a named file likewise; anything
+    else is a bug: `Error: internal error: …` with exit code 2 and no traceback (SEMHASH_DEBUG=1 shows it)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except SemhashError as e:
             raise click.ClickException(str(e)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except BrokenPipeError:  # the reader went away (`semhash query ... | head`): stop quietly
+            sys.stdout = open(os.devnull, "w")
+            raise SystemExit(1) from None
+        except OSError as e:
+            if e.filename is None or os.environ.get("SEMHASH_DEBUG"):
+                raise
+            raise click.ClickException(f"{e.filename}: {e.strerror or e}") from None
     return wrapper
+
+
+class _Commands(click.Group):
+    """The command group, with one exit-code rule: 1 for every user error (click's usage errors included,
+    which click itself ends with 2), 2 only for an internal error."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.UsageError as e:
+            e.exit_code = 1
+            e.show()
+            sys.exit(1)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 (the last guard: a bug, reported without a traceback)
+            if os.environ.get("SEMHASH_DEBUG"):
+                raise
+            detail = str(e).splitlines()[0][:300] if str(e) else ""
+            click.echo(f"Error: internal error: {type(e).__name__}{': ' + detail if detail else ''} "
+                       f"(please report; details with SEMHASH_DEBUG=1)", err=True)
+            sys.exit(INTERNAL_ERROR)
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 def _emit(obj: dict) -> None:
@@ -114,7 +158,7 @@ def train_model(corpus_path: str, quiet: bool, bits: int, hasher: str, max_featu
     return Model.fit(data, h, {"max_features": max_features, "standardize": standardize}, progress=not quiet)
 
 
-@click.group(epilog="Example: semhash train data/debian-sample.jsonl -o my-model --bits 32")
+@click.group(cls=_Commands, epilog="Example: semhash train data/debian-sample.jsonl -o my-model --bits 32")
 @click.version_option(package_name="semhash")
 def main() -> None:
     """semhash: semantic hashing retrieval.

@@ -240,7 +240,7 @@ def test_cli_train_and_index_with_a_baseline(name, tmp_path, topic_docs, write_j
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["items"] == 60
     result = runner.invoke(main, ["train", str(corpus), "--hasher", "nope"])
-    assert result.exit_code == 2 and "'nope' is not one of 'ae', 'itq', 'pca', 'lsh'" in result.output
+    assert result.exit_code == 1 and "'nope' is not one of 'ae', 'itq', 'pca', 'lsh'" in result.output
 
 
 def test_cli_help_lists_the_hashers():

@@ -333,3 +333,43 @@ def test_encode_writes_only_regular_files(trained, tmp_path, tree_hash, what):
     assert tree_hash(target) == before
     if what != "device":
         assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+# --- exit codes ----------------------------------------------------------------------------------------------
+def test_usage_errors_exit_1_with_clicks_message():
+    result = run("query", "-k", "many")
+    assert result.exit_code == 1
+    assert result.stderr == ("Usage: main query [OPTIONS] FILE\nTry 'main query --help' for help.\n\n"
+                             "Error: Invalid value for '-k': 'many' is not a valid integer.\n")
+    assert run("no-such-command").exit_code == 1
+    assert run("--version").exit_code == 0 and run("info", "--help").exit_code == 0
+
+
+def test_an_unexpected_exception_is_an_internal_error_without_traceback(monkeypatch, tmp_path):
+    import semhash.engine
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(semhash.engine.Engine, "load", broken)
+    monkeypatch.delenv("SEMHASH_DEBUG", raising=False)
+    result = CliRunner().invoke(main, ["info", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: internal error: ZeroDivisionError: division by zero (please report; "
+                             "details with SEMHASH_DEBUG=1)\n")
+    assert "Traceback" not in result.output
+    monkeypatch.setenv("SEMHASH_DEBUG", "1")
+    result = CliRunner().invoke(main, ["info", str(tmp_path)])
+    assert isinstance(result.exception, ZeroDivisionError)
+
+
+def test_an_os_error_on_a_named_file_is_a_user_error(monkeypatch, tmp_path):
+    import semhash.engine
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "idx"))
+
+    monkeypatch.setattr(semhash.engine.Engine, "load", denied)
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "idx")])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {tmp_path / 'idx'}: Permission denied\n"

@@ -193,5 +193,5 @@ def test_query_missing_index(index, tmp_path):
 def test_query_bad_strategy_is_a_usage_error(index):
     _, _, idx, queries, _, _ = index
     result = run("query", queries, "-i", idx, "--strategy", "fast")
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # usage errors exit 1 like every user error; 2 is kept for internal errors
     assert "'fast' is not one of 'auto', 'ball', 'mih', 'scan'" in result.stderr
