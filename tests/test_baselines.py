@@ -189,7 +189,7 @@ def test_errors(tmp_path, X):
         LSHHasher(bits=8).fit(np.zeros(5))
     with pytest.raises(ConfigError, match="bits must be a positive multiple of 8"):
         ITQHasher(bits=12)
-    with pytest.raises(ConfigError, match="seed must be a non-negative integer"):
+    with pytest.raises(ConfigError, match="seed must be from 0 to 4294967295"):
         LSHHasher(bits=8, seed=-1)
     with pytest.raises(ConfigError, match="ITQ iterations"):
         ITQHasher(bits=8, iterations=-5)

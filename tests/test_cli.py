@@ -373,3 +373,20 @@ def test_an_os_error_on_a_named_file_is_a_user_error(monkeypatch, tmp_path):
     result = CliRunner().invoke(main, ["info", str(tmp_path / "idx")])
     assert result.exit_code == 1
     assert result.stderr == f"Error: {tmp_path / 'idx'}: Permission denied\n"
+
+
+@pytest.mark.parametrize("option,message", [
+    (["--lr", "inf"], "learning rate must be a finite number, got inf"),
+    (["--diffusion", "nan"], "diffusion must be a finite number, got nan"),
+    (["--noise", "-inf"], "noise must be a finite number, got -inf"),
+    (["--hidden", "99999999"], "hidden layers must be 1 to 8 widths from 1 to 65,536, got [99999999]"),
+    (["--seed", "-1"], "seed must be from 0 to 4294967295"),
+    (["--seed", str(2 ** 64)], "seed must be from 0 to 4294967295"),
+    (["--hasher", "itq", "--seed", "-1"], "seed must be from 0 to 4294967295, got -1"),
+])
+def test_training_options_are_checked_before_any_work(tmp_path, topic_docs, write_jsonl, option, message):
+    corpus = write_jsonl(tmp_path / "docs.jsonl", topic_docs(20))
+    result = run("train", corpus, "--epochs", "1", "-q", "-o", tmp_path / "m", *option)
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {message}\n"
+    assert not (tmp_path / "m").exists()

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from .autoencoder import AEConfig, BinaryAutoencoder
 from .base import Features, Hasher
 from .train import TrainConfig, pick_device, predict_logits, train
@@ -28,6 +28,9 @@ def input_scale(X: Features) -> float:
     return float(1.0 / values.mean()) if len(values) else 1.0
 
 
+MAX_LAYERS, MAX_WIDTH = 8, 65_536  # a width of 10^8 would ask for tens of GB before the first batch
+
+
 class AutoencoderHasher(Hasher):
     name = "ae"
 
@@ -35,6 +38,10 @@ class AutoencoderHasher(Hasher):
                  dropout: float = 0.0):
         super().__init__(bits)
         self.hidden = list(hidden) if hidden is not None else [256]
+        if not 1 <= len(self.hidden) <= MAX_LAYERS or not all(
+                isinstance(w, int) and 1 <= w <= MAX_WIDTH for w in self.hidden):
+            raise ConfigError(f"hidden layers must be 1 to {MAX_LAYERS} widths from 1 to {MAX_WIDTH:,}, "
+                              f"got {self.hidden}")
         self.dropout = dropout
         self.train_config = train_config or TrainConfig()
         self.model: BinaryAutoencoder | None = None

@@ -184,8 +184,8 @@ class LinearHasher(Hasher):
 
     def __init__(self, bits: int = 32, seed: int = 0):
         super().__init__(bits)
-        if not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+        if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
+            raise ConfigError(f"seed must be from 0 to {2 ** 32 - 1}, got {seed!r}")
         self.seed = int(seed)
         self.mean: np.ndarray | None = None  # (dim,) float64
         self.projection: np.ndarray | None = None  # (dim, bits) float64

@@ -20,6 +20,9 @@ from .autoencoder import (BinaryAutoencoder, balance_penalty, decorrelation_pena
                           reconstruction_loss, target_loss)
 
 
+MAX_EPOCHS = 100_000
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 30
@@ -43,7 +46,16 @@ class TrainConfig:
     device: str = "auto"       # auto | cpu | cuda | mps
 
     def __post_init__(self) -> None:
+        numbers = {"learning rate": self.lr, "noise": self.noise, "balance": self.balance,
+                   "decorrelation": self.decorrelation, "neighbors": self.neighbors, "temperature": self.temperature,
+                   "diffusion": self.diffusion, "diffusion time": self.diffusion_time or 0.0,
+                   "diffusion mix": self.diffusion_mix, "validation fraction": self.val_fraction}
+        for name, value in numbers.items():
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
         checks = [
+            (isinstance(self.seed, int) and 0 <= self.seed < 2 ** 32, f"seed must be from 0 to {2 ** 32 - 1}"),
+            (self.epochs <= MAX_EPOCHS, f"epochs must be at most {MAX_EPOCHS:,}"),
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 0, "batch size must be at least 1 (or 0 for automatic)"),
             (self.lr > 0, "learning rate must be positive"),
