@@ -19,6 +19,8 @@ import json
 import math
 import os
 import sys
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -28,6 +30,9 @@ import numpy as np
 from .errors import CorpusError
 
 RESERVED = ("id", "text", "vector", "label", "labels")
+MAX_INT_DIGITS = 19      # JSON integers: at most 19 digits (an id or a payload number; int64 holds them)
+MAX_DEPTH = 32           # JSON nesting of a record (objects and lists inside one another)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 JSONL_EXT = {".jsonl", ".ndjson", ".json"}
 
 
@@ -146,12 +151,21 @@ class Corpus:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, parse_int=_bounded_int)
             except json.JSONDecodeError as e:
                 msg = e.msg.removesuffix(" at")  # e.g. "Invalid control character at": no "at at column"
                 raise CorpusError(f"invalid JSON ({msg} at column {e.colno})", self.path, lineno) from None
+            except _TooLong as e:
+                raise CorpusError(f"a number of {e.args[0]:,} digits; integers may have at most {MAX_INT_DIGITS} "
+                                  f"(write a long id as a string)", self.path, lineno) from None
+            except RecursionError:
+                raise CorpusError(f"JSON nested too deeply (at most {MAX_DEPTH} levels)", self.path, lineno) from None
             if not isinstance(obj, dict):
                 raise CorpusError(f"expected a JSON object, got {type(obj).__name__}", self.path, lineno)
+            if "\\u" in line or line.count("[") + line.count("{") > MAX_DEPTH:
+                problem = _json_problem(obj)  # escapes may hide lone surrogates; brackets, deep nesting
+                if problem:
+                    raise CorpusError(problem, self.path, lineno)
             if "id" not in obj:
                 obj["id"] = str(lineno)
             yield lineno, obj
@@ -209,8 +223,13 @@ class Corpus:
                 vectors = data[vkey]
                 ids = data["ids"] if "ids" in keys else None
                 labels = data["labels"] if "labels" in keys else None
-        except (ValueError, OSError) as e:
-            raise CorpusError(f"cannot read the array file ({e})", self.path) from None
+            for name, arr in (("ids", ids), ("labels", labels)):
+                if arr is not None and arr.ndim != 1:
+                    raise CorpusError(f"'{name}' must be a 1-D array, got shape {arr.shape}", self.path)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            reason = str(e) or type(e).__name__
+            raise CorpusError(f"cannot read the array file ({reason}); is it a complete .npy/.npz file?",
+                              self.path) from None
         if vectors.ndim != 2 or vectors.shape[0] == 0 or vectors.shape[1] == 0:
             raise CorpusError(f"expected a non-empty 2-D array of vectors, got shape {vectors.shape}", self.path)
         if not np.issubdtype(vectors.dtype, np.number):
@@ -232,6 +251,38 @@ class Corpus:
             b_labels = ([(str(x),) for x in labels[start:stop].tolist()] if labels is not None
                         else [()] * (stop - start))
             yield Batch(ids=b_ids, vectors=v, labels=b_labels, payloads=[{} for _ in b_ids])
+
+
+class _TooLong(Exception):
+    """A JSON integer with more digits than MAX_INT_DIGITS (args[0]: how many)."""
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _TooLong(digits)
+    return int(text)
+
+
+def _json_problem(obj, depth: int = 0) -> str | None:
+    """What is wrong with a parsed JSON value that the parser lets through: nesting beyond MAX_DEPTH, or a
+    string (or key) holding a lone surrogate, which is not valid Unicode and no store can keep."""
+    if depth > MAX_DEPTH:
+        return f"JSON nested too deeply (at most {MAX_DEPTH} levels)"
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return (f"the string {obj[:40]!r} holds a lone surrogate ({e.object[e.start]!r}), which is not valid "
+                    f"Unicode; fix the \\u escape")
+        return None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for key, value in items:
+        problem = _json_problem(key, depth + 1) if isinstance(key, str) else None
+        problem = problem or _json_problem(value, depth + 1)
+        if problem:
+            return problem
+    return None
 
 
 class _Builder:
@@ -288,6 +339,8 @@ class _Builder:
             raise err("'vector' must contain only numbers")
         if not all(math.isfinite(x) for x in vec):
             raise err("vector contains NaN or infinite values")
+        if any(abs(x) > FLOAT32_MAX for x in vec):
+            raise err(f"vector has a value beyond the float32 range (±{FLOAT32_MAX:.4g}); scale the vectors down")
         if self.dim is None:
             self.dim = len(vec)
         elif len(vec) != self.dim:
@@ -351,6 +404,10 @@ def records_from_strings(items: list[str] | list[list[float]] | np.ndarray) -> B
 def batch_from_dicts(records: list[dict], source: str = "<records>") -> Batch:
     """Validate in-memory records (dicts as in a JSONL corpus; id defaults to the 1-based position)."""
     numbered = [(i, {"id": str(i), **r}) for i, r in enumerate(records, 1)]
+    for i, rec in numbered:  # strings made in Python may hold lone surrogates, as JSON escapes may
+        problem = _json_problem(rec)
+        if problem:
+            raise CorpusError(problem, source, i)
     return Batch.concat(list(_chunk(numbered, max(1, len(records)), source)))
 
 

@@ -427,3 +427,75 @@ def test_nonexistent_path(tmp_path):
     with pytest.raises(CorpusError) as e:
         Corpus(p)
     assert str(e.value) == f"{p}: no such file or directory"
+
+
+# --- values the JSON parser lets through, refused with the line ------------------------------------------------
+@pytest.mark.parametrize("line,message", [
+    ('{"id": ' + "9" * 5000 + ', "text": "a"}',
+     "a number of 5,000 digits; integers may have at most 19 (write a long id as a string)"),
+    ('{"id": "a", "vector": [1, ' + "1" * 40 + ']}',
+     "a number of 40 digits; integers may have at most 19 (write a long id as a string)"),
+    ('{"id": "a", "text": "t", "x": ' + "[" * 5000 + "]" * 5000 + "}", "JSON nested too deeply (at most 32 levels)"),
+    ('{"id": "a", "text": "t", "x": ' + "[" * 40 + "]" * 40 + "}", "JSON nested too deeply (at most 32 levels)"),
+    ('{"id": "a\\udfff", "text": "t"}',
+     "the string 'a\\udfff' holds a lone surrogate ('\\udfff'), which is not valid Unicode; fix the \\u escape"),
+    ('{"id": "a", "text": "t", "k\\ud800": 1}',
+     "the string 'k\\ud800' holds a lone surrogate ('\\ud800'), which is not valid Unicode; fix the \\u escape"),
+    ('{"id": "a", "vector": [1e39, 0]}',
+     "vector has a value beyond the float32 range (±3.403e+38); scale the vectors down"),
+])
+def test_json_values_beyond_the_limits_are_refused_with_the_line(tmp_path, line, message):
+    path = tmp_path / "c.jsonl"
+    first = '{"id": "ok", "vector": [0, 1]}' if '"vector"' in line else '{"id": "ok", "text": "fine"}'
+    path.write_text(first + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError) as e:
+        Corpus(path).read_all()
+    assert str(e.value) == f"{path}, line 2: {message}"
+
+
+def test_escapes_of_valid_characters_still_load(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"id": "caf\\u00e9 \\ud83d\\ude00", "text": "x", "n": 1234567890123456789}\n', encoding="utf-8")
+    b = Corpus(path).read_all()
+    assert b.ids == ["café 😀"] and b.payloads == [{"n": 1234567890123456789}]
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"), "cannot read the array file"),
+    (lambda p: p.write_bytes(b""), "cannot read the array file"),
+    (lambda p: np.savez(p, vectors=np.ones((3, 2)), ids=np.array("x")), "'ids' must be a 1-D array, got shape ()"),
+    (lambda p: np.savez(p, vectors=np.ones((3, 2)), labels=np.ones((3, 2))),
+     "'labels' must be a 1-D array, got shape (3, 2)"),
+])
+def test_damaged_or_odd_npz_files_are_refused(tmp_path, make, message):
+    path = tmp_path / "a.npz"
+    make(path)
+    with pytest.raises(CorpusError) as e:
+        Corpus(path).read_all()
+    assert str(e.value).startswith(f"{path}: {message}")
+
+
+def test_a_truncated_npz_is_refused(tmp_path):
+    path = tmp_path / "a.npz"
+    np.savez(path, vectors=np.random.default_rng(0).normal(size=(500, 16)))
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(CorpusError) as e:
+        Corpus(path).read_all()
+    assert str(e.value).startswith(f"{path}: cannot read the array file")
+
+
+def test_an_empty_npy_is_refused(tmp_path):
+    path = tmp_path / "a.npy"
+    path.write_bytes(b"")
+    with pytest.raises(CorpusError) as e:
+        Corpus(path).read_all()
+    assert str(e.value).startswith(f"{path}: cannot read the array file")
+
+
+def test_in_memory_records_with_a_lone_surrogate_are_refused():
+    from semhash.corpus import batch_from_dicts
+
+    with pytest.raises(CorpusError) as e:
+        batch_from_dicts([{"id": "a", "text": "fine"}, {"id": "b", "text": "x", "tag": "bad\udfff"}])
+    assert str(e.value) == ("<records>, line 2: the string 'bad\\udfff' holds a lone surrogate ('\\udfff'), "
+                            "which is not valid Unicode; fix the \\u escape")
