@@ -33,7 +33,7 @@ from .buckets import BucketTable
 from .codes import to_hex
 from .corpus import Batch, Corpus, batch_from_dicts, records_from_strings
 from .errors import ConfigError, IndexError_, SemhashError
-from .fsutil import INDEX, atomic_directory, check_target, directory_checksum
+from .fsutil import INDEX, atomic_directory, check_target, directory_checksum, read_manifest
 from .hashers import hasher_class
 from .indexer import IndexStats, check_batch, check_corpus, derive, index_corpus, write_batch
 from .model import Model, package_versions
@@ -527,11 +527,8 @@ def _read_manifest(directory: Path) -> dict:
     if not path.is_file():
         raise IndexError_(f"{directory} is not a semhash index (no {MANIFEST}); create one with "
                           f"`semhash index CORPUS -o {directory}`")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as e:
-        raise IndexError_(f"{path} is corrupt ({e})") from None
-    if manifest.get("format", 0) > INDEX_FORMAT:
+    manifest = read_manifest(path, INDEX)
+    if manifest["format"] > INDEX_FORMAT:
         raise IndexError_(f"{directory} was written by a newer semhash (index format {manifest.get('format')}); "
                           "upgrade semhash to open it")
     return manifest

@@ -32,6 +32,38 @@ _ENTRIES = {
 _ERRORS = {MODEL: ModelError, INDEX: IndexError_}
 
 
+# the manifest fields semhash reads, with the JSON types each may have (None: null allowed)
+MANIFEST_FIELDS = {
+    MODEL: {"format": (int,), "checksum": (str,), "hasher": (dict,), "kind": (str,)},
+    INDEX: {"format": (int,), "bits": (int,), "model_checksum": (str, type(None)), "db_url": (str, type(None)),
+            "namespace": (str,), "generation": (int,), "counts": (dict,), "features": (dict, type(None))},
+}
+
+
+def read_manifest(path: Path, kind: str) -> dict:
+    """A model's or an index's manifest.json, parsed and checked: a JSON object whose fields have the types
+    semhash reads. Anything else is the kind's error (ModelError, IndexError_) naming the file and field."""
+    error = _ERRORS[kind]
+    again = "train it again" if kind == MODEL else "index the corpus again into a new directory"
+
+    def corrupt(why: str):
+        return error(f"{path} is corrupt ({why}); the {kind} is damaged: {again}")
+
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise corrupt(str(e)[:200] or type(e).__name__) from None
+    if not isinstance(info, dict):
+        raise corrupt(f"a JSON {type(info).__name__}, not an object")
+    for name, types in MANIFEST_FIELDS[kind].items():
+        value = info.get(name, ...)
+        if value is ... or not isinstance(value, types) or isinstance(value, bool):  # JSON true is no number
+            raise corrupt(f"field {name!r}: {'missing' if value is ... else json.dumps(value)[:60]}")
+    if kind == MODEL and not isinstance(info["hasher"].get("name"), str):
+        raise corrupt("field 'hasher' has no name")
+    return info
+
+
 def directory_kind(path: str | os.PathLike) -> str | None:
     """MODEL or INDEX when `path` is a real directory whose manifest.json is a semhash one, else None."""
     path = Path(path)
@@ -39,13 +71,14 @@ def directory_kind(path: str | os.PathLike) -> str | None:
         return None
     try:
         info = json.loads((path / MANIFEST).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(info, dict) or not isinstance(info.get("format"), int):
+    # identified by its keys; whether their values are sound is read_manifest's to say (as "is corrupt")
+    if not isinstance(info, dict) or "format" not in info:
         return None
-    if "model_checksum" in info and "generation" in info and isinstance(info.get("counts"), dict):
+    if "model_checksum" in info and "generation" in info and "counts" in info:
         return INDEX
-    if "checksum" in info and isinstance(info.get("hasher"), dict) and "kind" in info:
+    if "checksum" in info and "hasher" in info and "kind" in info:
         return MODEL
     return None
 

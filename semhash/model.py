@@ -21,7 +21,7 @@ from .codes import to_hex
 from .corpus import Batch, Corpus
 from .errors import ModelError
 from .features import Featurizer, featurizer_for, load_featurizer
-from .fsutil import MODEL, atomic_directory, directory_checksum
+from .fsutil import MODEL, atomic_directory, directory_checksum, read_manifest
 from .hashers import hasher_class
 from .hashers.base import Hasher
 
@@ -126,11 +126,8 @@ class Model:
         if not manifest.is_file():
             raise ModelError(f"{directory} is not a semhash model directory (no {MANIFEST}); "
                              "train one with `semhash train CORPUS -o DIR`")
-        try:
-            info = json.loads(manifest.read_text())
-        except ValueError as e:
-            raise ModelError(f"{manifest} is corrupt ({e})") from None
-        if info.get("format", 0) > MODEL_FORMAT:
+        info = read_manifest(manifest, MODEL)
+        if info["format"] > MODEL_FORMAT:
             raise ModelError(f"{directory} was written by a newer semhash (model format {info.get('format')}); "
                              "upgrade semhash to read it")
         if directory_checksum(directory, skip=(MANIFEST,)) != info.get("checksum"):

@@ -376,3 +376,38 @@ def test_items_without_features_are_counted_and_shown(tmp_path, topic_docs, writ
     assert info["empty_features"]["items"] >= 7
     quiet = CliRunner().invoke(main, ["index", "more.jsonl", "-o", "idx", "-q"], catch_exceptions=False)
     assert quiet.exit_code == 0 and "Warning" not in quiet.stderr
+
+
+@pytest.mark.parametrize("change,why", [
+    (lambda m: {**m, "bits": "32"}, "field 'bits': \"32\""),
+    (lambda m: {**m, "generation": True}, "field 'generation': true"),
+    (lambda m: {**m, "counts": []}, "field 'counts': []"),
+    (lambda m: {k: v for k, v in m.items() if k != "namespace"}, "field 'namespace': missing"),
+    (lambda m: {**m, "features": 1}, "field 'features': 1"),
+])
+def test_a_damaged_index_manifest_is_an_error_not_a_traceback(workdir, change, why, tree_hash):
+    path = workdir / "semhash-index" / "manifest.json"
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    before = tree_hash(workdir / "semhash-index")
+    for args in (["info"], ["query", "corpus.jsonl", "-k", "2"], ["delete", "semhash-index", "v1"],
+                 ["rebuild"], ["index", "corpus.jsonl", "-q"]):
+        result = run(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.stderr == (f"Error: semhash-index/manifest.json is corrupt ({why}); the index is damaged: "
+                                 f"index the corpus again into a new directory\n"), args
+    assert tree_hash(workdir / "semhash-index") == before
+
+
+@pytest.mark.parametrize("text,why", [
+    ("[]", "a JSON list, not an object"), ('"index"', "a JSON str, not an object"), ("3", "a JSON int, not an object"),
+    ("null", "a JSON NoneType, not an object"), ("true", "a JSON bool, not an object"),
+    ("[" * 100_000 + "]" * 100_000, "maximum recursion depth exceeded while decoding a JSON array from a unicode string"),
+])
+def test_a_manifest_that_is_no_object_is_corrupt(workdir, text, why):
+    (workdir / "semhash-index" / "manifest.json").write_text(text)
+    result = run("info")
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: semhash-index/manifest.json is corrupt ({why}); the index is damaged: "
+                             f"index the corpus again into a new directory\n")
+    assert run("index", "corpus.jsonl", "-q").stderr == (
+        "Error: semhash-index exists and is not a semhash index; choose another path or remove it\n")

@@ -144,6 +144,22 @@ def test_corrupt_manifest(saved):
         Model.load(saved)
 
 
+@pytest.mark.parametrize("change,why", [
+    (lambda m: [m], "a JSON list, not an object"),
+    (lambda m: None, "a JSON NoneType, not an object"),
+    (lambda m: {**m, "hasher": "ae"}, "field 'hasher': \"ae\""),
+    (lambda m: {**m, "hasher": {"name": None}}, "field 'hasher' has no name"),
+    (lambda m: {**m, "format": True}, "field 'format': true"),
+    (lambda m: {k: v for k, v in m.items() if k != "checksum"}, "field 'checksum': missing"),
+])
+def test_a_damaged_manifest_names_the_field(saved, change, why):
+    path = saved / MANIFEST
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    with pytest.raises(ModelError) as e:
+        Model.load(saved)
+    assert str(e.value) == f"{path} is corrupt ({why}); the model is damaged: train it again"
+
+
 @pytest.mark.parametrize("make", ["empty_dir", "missing", "file"])
 def test_not_a_model_dir(tmp_path, make):
     d = tmp_path / "thing"
