@@ -333,7 +333,8 @@ class Engine:
             store = _open_store(manifest, tmp)
             features = None
             try:
-                stored, pending = int(store.get_meta("generation") or 0), int(store.get_meta("pending") or 0)
+                # the repair tool reads damaged meta values as 0: the manifest's generation then counts
+                stored, pending = _meta_int(store, "generation") or 0, _meta_int(store, "pending") or 0
                 generation = max(stored, pending, manifest.get("generation", 0))
                 if manifest.get("features"):
                     if pending or stored != manifest.get("generation", 0):
@@ -570,12 +571,18 @@ def _open_store(manifest: dict, directory: Path) -> Store:
                  namespace=manifest.get("namespace", "semhash"), create=False)
 
 
+def _meta_int(store: Store, key: str) -> int | None:
+    """A store meta value that semhash writes as a whole number (empty: 0); None when it is not one."""
+    value = (store.get_meta(key) or "0").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
+
+
 def _check_store_generation(store: Store, manifest: dict | None, directory: Path) -> None:
     if manifest is None:
         return
     pending = store.get_meta("pending") or ""
-    stored = int(store.get_meta("generation") or 0)
-    if pending or stored != manifest.get("generation", 0):
+    stored = _meta_int(store, "generation")
+    if pending or stored is None or stored != manifest.get("generation", 0):
         raise IndexError_(f"the database behind {directory} was changed by an indexing run that did not finish "
                           f"(or by another index); run `semhash rebuild {directory}` to rebuild the index "
                           "from the database, then index again")

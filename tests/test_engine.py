@@ -590,3 +590,18 @@ def test_query_iter_searches_in_blocks_with_the_same_answers(setup, monkeypatch)
     assert engine.query_batch(queries, k=None, radius=3) == want_radius
     assert searched.count(1) == 14  # one call per query (besides the empty call that checks the options)
     engine.close()
+
+
+@pytest.mark.parametrize("value", ["x", "1e3", "-1", "9" * 40])
+def test_a_damaged_generation_in_the_store_is_refused_and_rebuild_repairs_it(index_copy, value):
+    store = Store(sqlite_url(index_copy / SQLITE_FILE), BITS)
+    with store._transaction(write=True, doing="test") as conn:  # what a damaged file would hold
+        conn.exec_driver_sql("UPDATE semhash_meta SET value = ? WHERE key = 'generation'", (value,))
+    store.close()
+    with pytest.raises(IndexError_) as e:
+        Engine.load(index_copy)
+    assert "run `semhash rebuild" in str(e.value)
+    engine = Engine.rebuild(index_copy)
+    assert engine.store.count() == 120
+    engine.close()
+    assert Engine.load(index_copy).store.count() == 120
