@@ -368,19 +368,34 @@ def test_killed_indexing_process_keeps_previous_index(setup, index_copy, vector_
     before_answers = query_answers(engine, docs[:6])
     engine.close()
     before_files = file_bytes(index_copy)
-    big = write_jsonl(index_copy.parent / "big.jsonl", vector_docs(30000, seed=21, prefix="b"))
+    big = write_jsonl(index_copy.parent / "big.jsonl", vector_docs(17000, seed=21, prefix="b"))  # 3 batches
+    marker = index_copy.parent / "two-batches-written"
+    # the child is `semhash index` with a fault-injection hook: after its second batch is in the store it
+    # says so and stops, so the kill lands mid-run every time, with no timing guess
+    child = (
+        "import sys, time\n"
+        "import semhash.indexer as ix\n"
+        "real, calls = ix.write_batch, []\n"
+        "def paused(*a, **k):\n"
+        "    out = real(*a, **k)\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2:\n"
+        f"        open({str(marker)!r}, 'w').close()\n"
+        "        time.sleep(600)\n"
+        "    return out\n"
+        "ix.write_batch = paused\n"
+        "from semhash.cli import main\n"
+        f"sys.argv = ['semhash', 'index', {str(big)!r}, '-o', {str(index_copy)!r}, '-q']\n"
+        "main()\n")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "semhash.cli", "index", str(big), "-o", str(index_copy)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    parent = index_copy.parent
-    deadline = time.monotonic() + 60
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
     try:
-        while not any(p.name.startswith(f".{index_copy.name}.tmp-") for p in parent.iterdir()):
-            assert proc.poll() is None, f"semhash index ended before it started writing: {proc.communicate()}"
-            assert time.monotonic() < deadline, "no temporary index directory appeared within 60 s"
-            time.sleep(0.005)
-        time.sleep(0.2)  # into the copying and writing
-        assert proc.poll() is None, "semhash index finished before it could be killed; give it more work"
+        while not marker.exists():
+            assert proc.poll() is None, f"semhash index ended before its second batch: {proc.communicate()}"
+            assert time.monotonic() < deadline, "the second batch was not written within 120 s"
+            time.sleep(0.01)
+        assert any(p.name.startswith(f".{index_copy.name}.tmp-") for p in index_copy.parent.iterdir())
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
