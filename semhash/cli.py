@@ -131,7 +131,6 @@ def build_hasher(bits: int, hasher: str, epochs: int, batch_size: int, lr: float
                  device: str, seed: int, neighbors: float = 0.0, temperature: float = 0.3, diffusion: float = 0.3,
                  diffusion_time: float | None = None):
     """A fresh, untrained hasher from command-line options."""
-    from .errors import ConfigError
     from .hashers import hasher_class
 
     cls = hasher_class(hasher)

@@ -13,6 +13,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from helpers import pg_url_or_reason  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -119,27 +120,11 @@ def fit_tiny_model():
     return fit
 
 
-def _pg_url_or_reason() -> tuple[str | None, str | None]:
-    url = os.environ.get("SEMHASH_TEST_PG_URL")
-    if not url:
-        return None, "SEMHASH_TEST_PG_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
-    import uuid
-
-    from semhash.errors import StoreError
-    from semhash.store import Store
-    try:
-        Store(url, 8, namespace=f"probe{uuid.uuid4().hex[:10]}", create=False, connect_timeout=3).close()
-    except StoreError as e:
-        if "no semhash store" not in str(e):  # that one means the server answered (and the namespace is empty)
-            return None, f"PostgreSQL named by SEMHASH_TEST_PG_URL cannot be reached: {e}"
-    return url, None
-
-
 @pytest.fixture(scope="session")
 def pg_url():
     """The PostgreSQL URL of SEMHASH_TEST_PG_URL; the test is skipped (with the reason) when it is unset or
     unreachable. Tests must use a unique namespace (or schema) and drop what they create."""
-    url, reason = _pg_url_or_reason()
+    url, reason = pg_url_or_reason()
     if url is None:
         pytest.skip(reason)
     return url

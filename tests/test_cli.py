@@ -16,12 +16,10 @@ from semhash.codes import from_hex, to_hex
 from semhash.corpus import Corpus
 from semhash.model import Model
 
+from helpers import run
+
 TRAIN_KEYS = ["model", "items", "kind", "bits", "feature_dim", "epochs", "val_loss", "seconds", "device"]
 FAST = ["--epochs", "2", "--bits", "16", "--hidden", "32", "--device", "cpu", "-q"]
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")

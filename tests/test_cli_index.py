@@ -15,21 +15,11 @@ from semhash.cli import main
 from semhash.engine import Engine
 from semhash.model import Model
 
+from helpers import dot_entries, file_bytes, run
+
 INDEX_KEYS = ["index", "added", "replaced", "items", "distinct_codes", "bits"]
 FAST = ["--epochs", "2", "--bits", "16", "--hidden", "32", "-q"]
 N = 120
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
-
-
-def file_bytes(directory: Path) -> dict[str, bytes]:
-    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
-def dot_entries(parent: Path) -> list[str]:
-    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
 
 
 @pytest.fixture(scope="module")

@@ -5,20 +5,16 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from semhash.cli import main
 from semhash.buckets import code_keys
 from semhash.codes import from_hex, hamming
+
+from helpers import run
 
 BITS = 16
 DIM = 8
 HIT_KEYS = ["id", "distance", "score", "payload", "filled"]
 ANSWER_KEYS = ["query_id", "searched_radius", "strategy", "hits"]
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
 
 
 def _vectors(rng, n, centers):

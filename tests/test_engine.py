@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +22,8 @@ from semhash.corpus import Corpus
 from semhash.engine import FAISS_FILE, MANIFEST, SQLITE_FILE, Engine, Hit, _batch_from_dicts
 from semhash.errors import ConfigError, IndexError_, ModelError, SemhashError
 from semhash.store import Store, sqlite_url
+
+from helpers import dot_entries, file_bytes
 
 BITS = 16
 PAYLOAD_KEYS = ("title", "rank")
@@ -77,14 +78,6 @@ def query_answers(engine: Engine, docs: list[dict]) -> list:
 def bucket_arrays(engine: Engine) -> list:
     b = engine.buckets
     return [b.keys.tolist(), b.offsets.tolist(), b.row_ids.tolist()]
-
-
-def dot_entries(parent: Path) -> list[str]:
-    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
-
-
-def file_bytes(directory: Path) -> dict[str, bytes]:
-    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 # --- (1) index, then load: the same buckets and FAISS answers ---------------------------------------------------

@@ -1,7 +1,6 @@
 """semhash.fsutil: the write guard, atomic directories and files, orphaned temporary siblings."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat

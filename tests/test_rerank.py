@@ -5,32 +5,23 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from click.testing import CliRunner
 
 import semhash.indexer
 import semhash.rerank
-from semhash.cli import main
 from semhash.engine import MANIFEST, SQLITE_FILE, Engine, _batch_from_dicts
 from semhash.errors import ConfigError, IndexError_, SemhashError
 from semhash.rerank import FEATURES_DIR
 from semhash.store import Store, sqlite_url
 
+from helpers import file_bytes, run
+
 BITS = 16
 QUERIES = ["rocket orbit moon launch", "flour butter sugar oven", "football referee goal", "telescope comet bake",
            "nothing known here"]
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
-
-
-def file_bytes(directory: Path) -> dict[str, bytes]:
-    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semhash.buckets import BucketTable, code_keys
+from semhash.buckets import BucketTable
 from semhash.codes import ball_size, hamming
 from semhash.errors import ConfigError
 from semhash.search import PROBE_COST, Searcher

@@ -1,7 +1,6 @@
 """The SQL store of record, on SQLite (a file in tmp_path) and on PostgreSQL (SEMHASH_TEST_PG_URL)."""
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 import threading
@@ -13,6 +12,8 @@ import pytest
 from semhash.errors import StoreError
 from semhash.store import Item, MissingItemError, Store, UpsertResult, sqlite_url
 
+from helpers import pg_url_or_reason
+
 PG_URL = os.environ.get("SEMHASH_TEST_PG_URL")
 
 
@@ -21,18 +22,8 @@ def _sa_url(url: str) -> str:
     return "postgresql+psycopg://" + url.split("://", 1)[1] if url.startswith("postgresql://") else url
 
 
-@functools.lru_cache(maxsize=None)
 def _pg_skip_reason() -> str | None:
-    if not PG_URL:
-        return "SEMHASH_TEST_PG_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
-    try:
-        probe = Store(PG_URL, 8, namespace=f"probe{uuid.uuid4().hex[:10]}", create=False, connect_timeout=3)
-    except StoreError as e:
-        if "no semhash store" in str(e):  # reached the server; the namespace is (rightly) empty
-            return None
-        return f"PostgreSQL named by SEMHASH_TEST_PG_URL cannot be reached: {e}"
-    probe.close()
-    return None
+    return pg_url_or_reason()[1]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
