@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from semhash.cli import main
@@ -228,6 +229,12 @@ def test_version():
     assert result.exit_code == 0 and "0.1.0" in result.output
 
 
+def weights_differ(a, b) -> bool:
+    """Whether two saved autoencoders hold different weights."""
+    wa, wb = Model.load(a).hasher.model.state_dict(), Model.load(b).hasher.model.state_dict()
+    return any(not torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def trained_config(corpus, out, *options):
     """Train with the fast options plus `options`; the saved model's TrainConfig."""
     result = run("train", corpus, *FAST, "-o", out, *options)
@@ -239,6 +246,11 @@ def test_train_with_the_neighbour_term(tmp_path, topic_docs, write_jsonl):
     corpus = write_jsonl(tmp_path / "docs.jsonl", topic_docs(40, seed=6))
     train_cfg = trained_config(corpus, tmp_path / "m", "--neighbors", "0.5", "--temperature", "0")
     assert (train_cfg.neighbors, train_cfg.temperature) == (0.5, 0.0)
+    trained_config(corpus, tmp_path / "plain")
+    trained_config(corpus, tmp_path / "plain-again")
+    # the option reaches training: same seed, other weights (while the same options give the same weights)
+    assert weights_differ(tmp_path / "m", tmp_path / "plain")
+    assert not weights_differ(tmp_path / "plain", tmp_path / "plain-again")
     bad = run("train", corpus, *FAST, "-o", tmp_path / "m2", "--neighbors", "-1")
     assert bad.exit_code == 1 and bad.stderr == "Error: penalty weights must be >= 0\n"
 
@@ -249,6 +261,7 @@ def test_train_with_and_without_the_diffusion_term(tmp_path, topic_docs, write_j
     assert (default.diffusion, default.diffusion_time, default.diffusion_mix) == (0.3, None, 1.0)
     train_cfg = trained_config(corpus, tmp_path / "m", "--diffusion", "0", "--diffusion-time", "20")
     assert (train_cfg.diffusion, train_cfg.diffusion_time) == (0.0, 20.0)
+    assert weights_differ(tmp_path / "m", tmp_path / "d")  # without the term, training went another way
     bad = run("train", corpus, *FAST, "-o", tmp_path / "m2", "--diffusion-time", "-1")
     assert bad.exit_code == 1 and bad.stderr == "Error: diffusion time and mix must be >= 0\n"
 
