@@ -107,6 +107,9 @@ def training_options(fn):
         click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]),
                      help="Where to train: auto picks CUDA, then Apple MPS, then the CPU."),
         click.option("--seed", default=0, show_default=True, help="Random seed (CPU runs are reproducible)."),
+        click.option("--threads", default=0, show_default=True,
+                     help="CPU threads while training the autoencoder; 0: the cores not already busy (by the load "
+                          "average), since extra threads on a busy machine slow training down."),
         click.option("--max-features", default=10000, show_default=True, help="Vocabulary size for text corpora."),
         click.option("--standardize/--no-standardize", default=False, show_default=True,
                      help="Standardize dense vectors before training."),
@@ -129,7 +132,7 @@ def parse_hidden(hidden: str) -> list[int]:
 
 def build_hasher(bits: int, hasher: str, epochs: int, batch_size: int, lr: float, noise: float, hidden: str,
                  device: str, seed: int, neighbors: float = 0.0, temperature: float = 0.3, diffusion: float = 0.3,
-                 diffusion_time: float | None = None):
+                 diffusion_time: float | None = None, threads: int = 0):
     """A fresh, untrained hasher from command-line options."""
     from .hashers import hasher_class
 
@@ -140,7 +143,7 @@ def build_hasher(bits: int, hasher: str, epochs: int, batch_size: int, lr: float
         widths = parse_hidden(hidden)
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, noise=noise, device=device, seed=seed,
                           neighbors=neighbors, temperature=temperature, diffusion=diffusion,
-                          diffusion_time=diffusion_time)
+                          diffusion_time=diffusion_time, threads=threads)
         return cls(bits=bits, hidden=widths, train_config=cfg)
     return cls(bits=bits, seed=seed)
 

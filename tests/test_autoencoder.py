@@ -311,3 +311,38 @@ def test_training_with_the_neighbour_term_is_deterministic():
     assert a.history["epochs_run"] == 4
     with pytest.raises(ConfigError, match="penalty weights must be >= 0"):
         TrainConfig(neighbors=-1)
+
+
+def test_threads_auto_counts_the_idle_cores_and_training_restores_torch(monkeypatch):
+    import semhash.hashers.train as train_mod
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert train_mod.auto_threads() == 3  # the user's word first
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(train_mod.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(train_mod.time, "sleep", lambda s: None)
+    samples = iter([(1000, 10_000), (1000 + 325, 10_000 + 1000)])  # others kept 2.6 of 8 cores busy
+    monkeypatch.setattr(train_mod, "_cpu_jiffies", lambda: next(samples))
+    assert train_mod.auto_threads() == 5
+    samples = iter([(0, 0), (1000, 1000)])  # every core busy
+    monkeypatch.setattr(train_mod, "_cpu_jiffies", lambda: next(samples))
+    assert train_mod.auto_threads() == 1  # at least one
+    monkeypatch.setattr(train_mod, "_cpu_jiffies", lambda: None)
+    assert train_mod.auto_threads() == 8  # nothing to read: every core
+    before = torch.get_num_threads()
+    with train_mod.cpu_threads(3) as n:
+        assert n == 3 and torch.get_num_threads() == 3
+    assert torch.get_num_threads() == before
+
+
+def test_fit_records_its_threads():
+    from semhash.hashers.ae import AutoencoderHasher
+    from semhash.hashers.train import TrainConfig
+
+    X = np.random.default_rng(0).random((60, 12)).astype(np.float32)
+    h = AutoencoderHasher(bits=8, hidden=[8], train_config=TrainConfig(epochs=1, device="cpu", threads=1))
+    before = torch.get_num_threads()
+    h.fit(X, progress=False)
+    assert h.history["threads"] == 1 and torch.get_num_threads() == before
+    with pytest.raises(ConfigError, match="threads must be from 0"):
+        TrainConfig(threads=-1)

@@ -12,7 +12,7 @@ import torch
 from ..errors import ConfigError, ModelError
 from .autoencoder import AEConfig, BinaryAutoencoder
 from .base import Features, Hasher
-from .train import TrainConfig, pick_device, predict_logits, train
+from .train import TrainConfig, cpu_threads, pick_device, predict_logits, train
 
 WEIGHTS_FILE = "model.pt"
 MIN_DIFFUSION_ROWS = 10  # fewer training rows: no graph worth diffusing over, the term is skipped
@@ -48,6 +48,12 @@ class AutoencoderHasher(Hasher):
         self.history: dict = {}
 
     def fit(self, X: Features, output_type: str = "real", progress: bool = True) -> "AutoencoderHasher":
+        with cpu_threads(self.train_config.threads) as threads:
+            self._fit(X, output_type, progress)
+        self.history["threads"] = threads
+        return self
+
+    def _fit(self, X: Features, output_type: str, progress: bool) -> None:
         cfg = AEConfig(input_dim=X.shape[1], bits=self.bits, hidden=self.hidden, output_type=output_type,
                        dropout=self.dropout, input_scale=input_scale(X))
         torch.manual_seed(self.train_config.seed)  # weight init is part of what the seed fixes
@@ -69,7 +75,6 @@ class AutoencoderHasher(Hasher):
                                       mix=tc.diffusion_mix)
         self.history = train(self.model, X, tc, progress=progress, neighbors=graph, targets=targets)
         self.model.to("cpu")  # inference and saving happen on the CPU unless asked otherwise
-        return self
 
     def logits(self, X: Features) -> np.ndarray:
         if self.model is None:
