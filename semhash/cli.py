@@ -198,8 +198,9 @@ def train(corpus: str, output: str, force: bool, quiet: bool, **opts) -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "npy"]), default="jsonl", show_default=True,
               help="jsonl: one {\"id\", \"code\"} line per item; npy: a packed uint8 array (n, bits/8), needs -o.")
 @click.option("-o", "--output", default=None, help="Write to this file instead of stdout.")
+@click.option("--force", is_flag=True, help="Replace the -o file if it exists (only a regular file).")
 @_fail_cleanly
-def encode(corpus: str, model_dir: str, fmt: str, output: str | None) -> None:
+def encode(corpus: str, model_dir: str, fmt: str, output: str | None, force: bool) -> None:
     """Print the binary code of every item of CORPUS (hex, most significant bit first)."""
     from .corpus import Corpus
     from .errors import ConfigError
@@ -209,7 +210,7 @@ def encode(corpus: str, model_dir: str, fmt: str, output: str | None) -> None:
     if fmt == "npy" and not output:
         raise ConfigError("--format npy writes a binary array: give a file with -o FILE")
     if output is not None:
-        check_output_file(output)
+        check_output_file(output, force)
     model = Model.load(model_dir)
     source = Corpus(corpus)
     source.validate()  # a malformed corpus fails before anything is written
@@ -218,7 +219,7 @@ def encode(corpus: str, model_dir: str, fmt: str, output: str | None) -> None:
             for rec in code_records(batch, codes):
                 _emit(rec)
         return
-    with atomic_file(output) as fh:
+    with atomic_file(output, force) as fh:
         if fmt == "npy":
             parts = [codes for _, codes in model.encode_corpus(source)]
             np.save(fh, np.concatenate(parts, axis=0))
@@ -394,11 +395,12 @@ def rebuild(index_dir: str) -> None:
 @click.option("--json", "json_path", default=None, help="Also write every figure (and the curves) to this JSON file.")
 @click.option("--plot", "plot_path", default=None,
               help="Draw precision-recall and precision@k curves into this image (needs matplotlib).")
+@click.option("--force", is_flag=True, help="Replace the --json and --plot files if they exist (regular files only).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or log lines on stderr.")
 @_fail_cleanly
 def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, methods: str, bits_list: str, k: int,
              seed: int, epochs: int | None, hidden: str | None, device: str | None, max_features: int,
-             standardize: bool, json_path: str | None, plot_path: str | None, quiet: bool) -> None:
+             standardize: bool, json_path: str | None, plot_path: str | None, force: bool, quiet: bool) -> None:
     """Score every method at every code length on a labelled CORPUS: one table on stdout.
 
     Each method is trained on the database part (the featurizer too), the queries are ranked against it by
@@ -428,7 +430,7 @@ def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, met
         raise ConfigError(f"--json {json_path}: the folder {Path(json_path).absolute().parent} does not exist")
     for path in (json_path, plot_path):
         if path is not None:
-            check_output_file(path)
+            check_output_file(path, force)
 
     database = Corpus(corpus).read_all()
     queries = Corpus(queries_path).read_all() if queries_path is not None else None
@@ -440,11 +442,11 @@ def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, met
         log=None if quiet else (lambda msg: _log(msg)), progress=not quiet)
     click.echo(format_table(report))
     if json_path is not None:
-        with atomic_file(json_path) as fh:
+        with atomic_file(json_path, force) as fh:
             fh.write((json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
         _log(f"Wrote {json_path}", quiet)
     if plot_path is not None:
-        plot_report(report, plot_path)
+        plot_report(report, plot_path, replace=force)
         _log(f"Drew {plot_path}", quiet)
 
 

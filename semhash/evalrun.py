@@ -373,7 +373,7 @@ def check_plot_path(path: str | Path) -> Path:
     return path
 
 
-def plot_report(report: dict, path: str | Path, title: str | None = None) -> Path:
+def plot_report(report: dict, path: str | Path, title: str | None = None, replace: bool = False) -> Path:
     """Draw the precision-recall curves (Hamming radius 0..bits) and the precision@k curves of every
     result into one image (any type matplotlib writes: .png, .pdf, .svg, ...). Needs matplotlib."""
     path = check_plot_path(path)
@@ -409,7 +409,7 @@ def plot_report(report: dict, path: str | Path, title: str | None = None) -> Pat
     ds = report["dataset"]
     fig.suptitle(title or f"{ds['name']}: {ds['database']} database items, {ds['queries']} queries")
     try:
-        with atomic_file(path) as fh:
+        with atomic_file(path, replace) as fh:
             fig.savefig(fh, format=path.suffix.lower().lstrip("."), dpi=100)
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot write the plot {path} ({e})") from None

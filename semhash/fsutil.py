@@ -181,22 +181,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def check_output_file(path: str | os.PathLike) -> None:
-    """Refuse an output path that exists and is not a regular file (a directory, device, FIFO, symlink)."""
+def check_output_file(path: str | os.PathLike, replace: bool = False) -> None:
+    """Refuse an output path that exists and is not a regular file (a directory, device, FIFO, symlink), or
+    that is an existing file unless `replace` (--force) says it may go."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return
     if not stat.S_ISREG(mode):
         raise SemhashError(f"{path} is not a regular file; choose another path")
+    if not replace:
+        raise SemhashError(f"{path} exists; choose another path, or replace it with --force")
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+def atomic_file(path: str | os.PathLike, replace: bool = False) -> Iterator[BinaryIO]:
     """Yield a binary file in `path`'s folder; on success it replaces `path`, on any error it vanishes.
 
-    Only a missing path or a regular file is replaced (`check_output_file`)."""
-    check_output_file(path)
+    Only a missing path, or with `replace` a regular file, is written (`check_output_file`)."""
+    check_output_file(path, replace)
     target = Path(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -206,7 +209,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as fh:
             yield fh
         os.chmod(tmp, _file_mode(target))
-        check_output_file(path)
+        check_output_file(path, replace)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -401,3 +401,15 @@ def test_training_options_are_checked_before_any_work(tmp_path, topic_docs, writ
     assert result.exit_code == 1
     assert result.stderr == f"Error: {message}\n"
     assert not (tmp_path / "m").exists()
+
+
+def test_encode_refuses_an_existing_file_unless_forced(trained, tmp_path):
+    corpus, out, _ = trained
+    target = tmp_path / "codes.jsonl"
+    target.write_text("my notes\n")
+    result = run("encode", corpus, "-m", out, "-o", target)
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {target} exists; choose another path, or replace it with --force\n"
+    assert target.read_text() == "my notes\n"
+    assert run("encode", corpus, "-m", out, "-o", target, "--force").exit_code == 0
+    assert target.read_text().startswith('{"id": ')

@@ -218,11 +218,16 @@ def test_atomic_file_writes_and_replaces_regular_files(tmp_path):
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
     out.chmod(0o640)
-    with atomic_file(out) as fh:
+    with pytest.raises(SemhashError) as e:  # an existing file is replaced only when asked (--force)
+        with atomic_file(out) as fh:
+            fh.write(b"never")
+    assert str(e.value) == f"{out} exists; choose another path, or replace it with --force"
+    assert out.read_bytes() == b"one"
+    with atomic_file(out, replace=True) as fh:
         fh.write(b"two")
     assert out.read_bytes() == b"two" and stat.S_IMODE(out.stat().st_mode) == 0o640
     with pytest.raises(RuntimeError):
-        with atomic_file(out) as fh:
+        with atomic_file(out, replace=True) as fh:
             fh.write(b"half")
             raise RuntimeError("boom")
     assert out.read_bytes() == b"two"
