@@ -174,5 +174,5 @@ def load_featurizer(directory: str | Path) -> Featurizer:
         state = json.loads((directory / FEATURIZER_FILE).read_text())
         cls = {"text": TextFeaturizer, "vector": DenseFeaturizer}[state["type"]]
         return cls._load(directory, state)
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as e:  # a missing, extra or mistyped field
         raise ModelError(f"cannot load the featurizer from {directory} ({e})") from None

@@ -193,3 +193,27 @@ def test_encode_corpus_and_code_records(text_model, text_batch, tmp_path, write_
     assert recs[0] == {"id": text_batch.ids[0], "code": to_hex(codes[:1])[0]}
     assert [r["id"] for r in recs] == text_batch.ids
     assert all(len(r["code"]) == 4 for r in recs)
+
+
+@pytest.mark.parametrize("part", ["train", "featurizer"])
+def test_model_files_with_an_extra_or_null_key_are_damage_not_a_crash(saved, part):
+    """A model file edited (and its manifest checksum updated to match) with an unknown or null key."""
+    import torch
+
+    from semhash.fsutil import directory_checksum
+
+    if part == "train":
+        path = saved / "hasher" / "model.pt"
+        ck = torch.load(path, weights_only=True)
+        ck["train"]["surprise"] = 1
+        torch.save(ck, path)
+    else:
+        path = next((saved / "featurizer").glob("*.json"))
+        state = json.loads(path.read_text())
+        state[next(k for k in state if k != "type")] = None
+        path.write_text(json.dumps(state))
+    info = json.loads((saved / MANIFEST).read_text())
+    info["checksum"] = directory_checksum(saved, skip=(MANIFEST,))
+    (saved / MANIFEST).write_text(json.dumps(info))
+    with pytest.raises(ModelError, match="cannot load the"):
+        Model.load(saved)

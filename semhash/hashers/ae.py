@@ -102,10 +102,12 @@ class AutoencoderHasher(Hasher):
             cfg = AEConfig(**ck["config"])
             model = BinaryAutoencoder(cfg)
             model.load_state_dict(ck["state_dict"])
-        except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
+            # an extra, missing or mistyped training option in the file is damage too, not a crash
+            h = cls(bits=cfg.bits, hidden=cfg.hidden, train_config=TrainConfig(**ck["train"]), dropout=cfg.dropout)
+        except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, AttributeError, ConfigError,
+                pickle.UnpicklingError) as e:
             raise ModelError(f"cannot load the autoencoder from {path} ({e})") from None
         model.eval()
-        h = cls(bits=cfg.bits, hidden=cfg.hidden, train_config=TrainConfig(**ck["train"]), dropout=cfg.dropout)
         h.model, h.history = model, ck.get("history", {})
         return h
 
