@@ -69,7 +69,6 @@ class BucketTable:
         self.code_bytes = code_bytes  # packed bytes per code
         self._codes = codes       # (d, code_bytes) distinct packed codes, kept only for codes over 64 bits
         self._filter: tuple[np.ndarray, _XorHash] | None = None  # built on the first lookup
-        self._by_row: tuple[np.ndarray, np.ndarray] | None = None  # for positions_of, built on first use
 
     @classmethod
     def build(cls, row_ids: np.ndarray, codes: np.ndarray) -> "BucketTable":
@@ -211,19 +210,6 @@ class BucketTable:
         starts = self.offsets[b]
         counts = self.offsets[b + 1] - starts
         return concat_ranges(starts, counts), counts
-
-    def positions_of(self, row_ids: np.ndarray) -> np.ndarray:
-        """Position in `self.row_ids` of each given (stored) row id. Positions follow (code, row id)
-        order, so sorting by position sorts by code, then row id. The inverse map is built once."""
-        if self._by_row is None:
-            order = np.argsort(self.row_ids, kind="stable")
-            self._by_row = (self.row_ids[order], order)
-        rows_sorted, order = self._by_row
-        r = np.asarray(row_ids, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(rows_sorted, r), max(0, len(rows_sorted) - 1))
-        if len(r) and not np.array_equal(rows_sorted[pos], r):
-            raise KeyError("row ids not in the bucket table")
-        return order[pos]
 
     def lookup(self, keys: np.ndarray) -> list[np.ndarray]:
         """Row ids in the bucket of each key (a list, one array per key): a convenience over find+gather."""

@@ -392,7 +392,7 @@ class Engine:
         if rerank:
             return self._reranked(batch, k, radius, strategy, candidates, max_hits)
         codes = self.model.encode(batch)
-        self.searcher.search(codes[:0], k=k, radius=radius, strategy=strategy)  # bad options fail here
+        self.searcher.check(k, radius, strategy)  # bad options fail at the call, not at the first answer
         # a batch is searched in blocks of queries whose answers hold a bounded number of spans
         step = max(1, SPAN_BLOCK // self.searcher.spans_per_query(k, radius))
         return itertools.chain.from_iterable(
@@ -463,12 +463,14 @@ class Engine:
         ext_ids, payloads = self.store.hit_fields(distinct)
         where = np.searchsorted(distinct, flat_rows)
         bits = self.model.bits
-        by_distance = np.array([round(1.0 - d / bits, 6) for d in range(bits + 1)])
+        if scores is None:
+            flat_scores = np.array([round(1.0 - d / bits, 6) for d in range(bits + 1)])[flat_dist]
+        else:
+            flat_scores = np.concatenate(scores) if scores else np.zeros(0)
         lims = results.lims.tolist()
         with gc_paused():  # a million small objects would otherwise set off many full collections
-            flat_scores = by_distance[flat_dist] if scores is None else np.concatenate(scores) if scores else []
             hits = [Hit(e, d, s, p, f) for e, d, s, p, f in
-                    zip(ext_ids[where].tolist(), flat_dist.tolist(), np.asarray(flat_scores, float).tolist(),
+                    zip(ext_ids[where].tolist(), flat_dist.tolist(), flat_scores.astype(float).tolist(),
                         payloads[where].tolist(), flat_filled.tolist())]
             return [Answer(query_id=qid, searched_radius=int(results.searched[i]),
                            strategy=str(results.strategies[i]), hits=hits[lims[i]:lims[i + 1]])

@@ -135,17 +135,21 @@ class Searcher:
             level += 1
         return level
 
-    def search(self, codes: np.ndarray, k: int | None = 10, radius: int = 2, strategy: str = "auto") -> "Results":
-        """Answer a batch of packed query codes (n, bits // 8)."""
+    def check(self, k: int | None, radius: int, strategy: str = "auto") -> tuple[int | None, str, int]:
+        """Validate the options of a search (ConfigError otherwise): (k as used, strategy, depth)."""
         if radius < 0 or radius > self.bits:
             raise ConfigError(f"radius must be between 0 and the code length ({self.bits}), got {radius}")
         if k is not None and k < 1:
             raise ConfigError(f"k must be at least 1 (or None for every item within the radius), got {k}")
-        codes = np.ascontiguousarray(codes, dtype=np.uint8)
-        nq = len(codes)
         if k is not None:
             k = min(k, max(1, len(self.buckets)))  # more than every item is every item
-        name, ball_r = self.plan(k, radius, strategy)
+        return (k, *self.plan(k, radius, strategy))
+
+    def search(self, codes: np.ndarray, k: int | None = 10, radius: int = 2, strategy: str = "auto") -> "Results":
+        """Answer a batch of packed query codes (n, bits // 8)."""
+        k, name, ball_r = self.check(k, radius, strategy)
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        nq = len(codes)
         if nq == 0:
             return self._empty(0, np.zeros(0, np.int64), "")
         if name == "scan":

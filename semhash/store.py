@@ -755,10 +755,7 @@ class Store:
                     rows[r[0]] = r
         missing = [r for r in uniq if r not in rows]
         if missing:
-            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-            raise MissingItemError(f"no items with row ids {', '.join(map(str, missing[:10]))}{more} in the store "
-                                   f"{self.namespace!r} ({self._masked}); the index is out of step with its "
-                                   f"store: rebuild it", missing)
+            raise self._missing(missing)
         found = [rows[r] for r in uniq]
         codes = self._codes_from_values([r[2] for r in found])
         label_cache: dict[str, tuple[str, ...]] = {}
@@ -769,6 +766,12 @@ class Store:
                 labs = label_cache[lab] = tuple(_loads(lab))
             made[rid] = Item(int(rid), ext, codes[i].tobytes(), _loads(pay), labs)
         return [made[r] for r in wanted]
+
+    def _missing(self, missing: list[int]) -> MissingItemError:
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        return MissingItemError(f"no items with row ids {', '.join(map(str, missing[:10]))}{more} in the store "
+                                f"{self.namespace!r} ({self._masked}); the index is out of step with its "
+                                f"store: rebuild it", missing)
 
     def hit_fields(self, row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ext ids, payloads) as object arrays aligned with `row_ids` (sorted, distinct, all stored):
@@ -784,10 +787,7 @@ class Store:
             rows.sort()
             got = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             if len(got) != len(wanted) or not np.array_equal(got, wanted):
-                missing = np.setdiff1d(wanted, got)[:10].tolist()
-                raise MissingItemError(f"no items with row ids {', '.join(map(str, missing))} in the store "
-                                       f"{self.namespace!r} ({self._masked}); the index is out of step with its "
-                                       f"store: rebuild it", missing)
+                raise self._missing(np.setdiff1d(wanted, got).tolist())
             ext_ids, payloads = np.empty(len(rows), object), np.empty(len(rows), object)
             ext_ids[:] = [r[1] for r in rows]
             # most payloads of a corpus without extra fields are "{}": a new empty dict each, no parsing
