@@ -263,18 +263,18 @@ def index_cmd(corpus: str, output: str, model_dir: str | None, db_url: str | Non
         engine = Engine.load(output)
     else:
         engine = Engine(train_model(corpus, quiet, **opts))
-    stats = engine.index(source, output, db_url=db_url, progress=not quiet, keep_features=keep_features or None)
-    counts = engine.manifest["counts"]
+    with engine:
+        stats = engine.index(source, output, db_url=db_url, progress=not quiet, keep_features=keep_features or None)
+        counts = engine.counts()
     _log(f"Indexed {stats.written} items into {output} ({stats.added} added, {stats.replaced} replaced)", quiet)
     if stats.empty:
         _log(f"Warning: {stats.empty} of these items have no features (texts with no word of the model's "
              f"vocabulary, or all-zero vectors); they all share one code. `semhash info` shows that bucket.", quiet)
     summary = {"index": output, "added": stats.added, "replaced": stats.replaced, "items": counts["items"],
                "distinct_codes": counts["distinct_codes"], "bits": engine.model.bits}
-    if engine.manifest.get("features"):
+    if engine.manifest.features:
         summary["features"] = True
     _emit(summary)
-    engine.close()
 
 
 @main.command(epilog="Example: echo 'python library for parsing XML' | semhash query -   "
@@ -303,27 +303,26 @@ def query(file: str, index_dir: str, k: int, radius: int, strategy: str, fmt: st
     from .corpus import Corpus
     from .engine import Engine
 
-    engine = Engine.load(index_dir)
-    source = Corpus(file)
-    source.validate()
-    header = fmt == "tsv"
-    for batch in source.batches():
-        answers = engine.query_iter(batch, k=k or None, radius=radius, strategy=strategy, rerank=rerank,
-                                    candidates=candidates)
-        first = next(answers, None)  # the batch is searched before anything is printed
-        if first is None:
-            continue
-        if header:  # after the first batch is answered, so an error leaves stdout empty
-            click.echo("query_id\trank\tid\tdistance\tscore")
-            header = False
-        for ans in itertools.chain([first], answers):
-            if fmt == "tsv":
-                for rank, h in enumerate(ans.hits, 1):
-                    click.echo(f"{ans.query_id}\t{rank}\t{h.id}\t{h.distance}\t{h.score}")
-            else:
-                _emit({"query_id": ans.query_id, "searched_radius": ans.searched_radius,
-                       "strategy": ans.strategy, "hits": [asdict(h) for h in ans.hits]})
-    engine.close()
+    with Engine.load(index_dir) as engine:
+        source = Corpus(file)
+        source.validate()
+        header = fmt == "tsv"
+        for batch in source.batches():
+            answers = engine.query_iter(batch, k=k or None, radius=radius, strategy=strategy, rerank=rerank,
+                                        candidates=candidates)
+            first = next(answers, None)  # the batch is searched before anything is printed
+            if first is None:
+                continue
+            if header:  # after the first batch is answered, so an error leaves stdout empty
+                click.echo("query_id\trank\tid\tdistance\tscore")
+                header = False
+            for ans in itertools.chain([first], answers):
+                if fmt == "tsv":
+                    for rank, h in enumerate(ans.hits, 1):
+                        click.echo(f"{ans.query_id}\t{rank}\t{h.id}\t{h.distance}\t{h.score}")
+                else:
+                    _emit({"query_id": ans.query_id, "searched_radius": ans.searched_radius,
+                           "strategy": ans.strategy, "hits": [asdict(h) for h in ans.hits]})
 
 
 @main.command(epilog="Example: semhash info semhash-index")
@@ -333,9 +332,8 @@ def info(index_dir: str) -> None:
     """Describe an index: manifest, counts, bytes per item, bucket statistics (JSON)."""
     from .engine import Engine
 
-    engine = Engine.load(index_dir)
-    click.echo(json.dumps(engine.info(), indent=2))
-    engine.close()
+    with Engine.load(index_dir) as engine:
+        click.echo(json.dumps(engine.info(), indent=2))
 
 
 @main.command(epilog="Example: semhash delete semhash-index pkg-a pkg-b")
@@ -343,33 +341,27 @@ def info(index_dir: str) -> None:
 @click.argument("ids", nargs=-1, required=True)
 @_fail_cleanly
 def delete(index_dir: str, ids: tuple[str, ...]) -> None:
-    """Delete items by id from an index (store, buckets and FAISS together)."""
+    """Delete items by id from an index (one transaction; readers see it at their next query)."""
     from .engine import Engine
 
-    engine = Engine.load(index_dir)
-    removed = engine.remove(list(ids))
-    _emit({"index": index_dir, "deleted": removed, "not_found": len(set(ids)) - removed,
-           "items": engine.manifest["counts"]["items"]})
-    engine.close()
+    with Engine.load(index_dir) as engine:
+        removed = engine.remove(list(ids))
+        _emit({"index": index_dir, "deleted": removed, "not_found": len(set(ids)) - removed,
+               "items": engine.counts()["items"]})
 
 
 @main.command(epilog="Example: semhash rebuild semhash-index")
 @click.argument("index_dir", default=DEFAULT_INDEX_DIR)
 @_fail_cleanly
 def rebuild(index_dir: str) -> None:
-    """Rebuild an index's FAISS index and bucket table from its store of record."""
+    """Check an index against its store of record, and bring an index of an older semhash up to date."""
     from .engine import Engine
 
-    engine = Engine.rebuild(index_dir)
-    summary = {"index": index_dir, "items": engine.manifest["counts"]["items"]}
-    if engine.dropped_features:
-        _log(f"Dropped the kept features: {engine.dropped_features}; index the corpus again with "
-             f"--keep-features into a new directory to re-rank")
-        summary["features"] = "dropped"
-    elif engine.manifest.get("features"):
-        summary["features"] = "kept"
-    _emit(summary)
-    engine.close()
+    with Engine.rebuild(index_dir) as engine:
+        summary = {"index": index_dir, "items": engine.counts()["items"]}
+        if engine.manifest.features:
+            summary["features"] = "kept"
+        _emit(summary)
 
 
 @main.command("eval", epilog="Example: semhash eval data/debian-sample.jsonl --methods itq,pca,lsh --bits 16,32 "

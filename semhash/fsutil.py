@@ -36,7 +36,7 @@ _ERRORS = {MODEL: ModelError, INDEX: IndexError_}
 MANIFEST_FIELDS = {
     MODEL: {"format": (int,), "checksum": (str,), "hasher": (dict,), "kind": (str,)},
     INDEX: {"format": (int,), "bits": (int,), "model_checksum": (str, type(None)), "db_url": (str, type(None)),
-            "namespace": (str,), "generation": (int,), "counts": (dict,), "features": (dict, type(None))},
+            "namespace": (str,), "features": (dict, type(None))},
 }
 
 
@@ -76,7 +76,7 @@ def directory_kind(path: str | os.PathLike) -> str | None:
     # identified by its keys; whether their values are sound is read_manifest's to say (as "is corrupt")
     if not isinstance(info, dict) or "format" not in info:
         return None
-    if "model_checksum" in info and "generation" in info and "counts" in info:
+    if "model_checksum" in info and "bits" in info:
         return INDEX
     if "checksum" in info and "hasher" in info and "kind" in info:
         return MODEL

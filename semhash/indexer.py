@@ -1,7 +1,7 @@
 """The indexer: streams a corpus through the model in batches and writes the codes to the store.
 
-The store is the store of record; the bucket table and the FAISS index are derived from it
-(`derive`), so the three always hold the same items under the same row ids.
+The store is the store of record: each batch is one transaction (items, kept features, the change
+log together). The search structures in memory are derived from it (semhash.live).
 """
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from .ann import BinaryANN
-from .buckets import BucketTable
 from .corpus import Batch, Corpus
+from .keptfeatures import KeptFeatures
 from .model import Model
-from .rerank import FeatureStore
-from .store import Store
+from .store import Store, UpsertResult
 
 
 @dataclass
@@ -25,6 +23,7 @@ class IndexStats:
     added: int = 0
     replaced: int = 0
     empty: int = 0  # items whose features are all zero (no known word, a zero vector): they share one code
+    version: int = 0  # the store's version after the last batch
 
     @property
     def written(self) -> int:
@@ -32,16 +31,17 @@ class IndexStats:
 
 
 def write_batch(model: Model, store: Store, batch: Batch, source: str = "the input",
-                features: FeatureStore | None = None) -> IndexStats:
-    """Encode one batch and upsert it into the store (and its features, by row id, into `features`)."""
+                features: KeptFeatures | None = None) -> tuple[IndexStats, UpsertResult, np.ndarray]:
+    """Encode one batch and upsert it into the store (with its kept features, when `features`), in one
+    transaction. Returns the counts, what the store did, and the codes."""
     model.check_kind(batch, source)
     X = model.features(batch)
     codes = model.hasher.encode(X)
-    res = store.upsert(batch.ids, codes, batch.payloads, batch.labels)
-    if features is not None:
-        features.append(res.row_ids, X)
+    res = store.upsert(batch.ids, codes, batch.payloads, batch.labels,
+                       features=features.encode(X) if features is not None else None)
     replaced = int(np.count_nonzero(res.replaced))
-    return IndexStats(added=len(batch) - replaced, replaced=replaced, empty=empty_rows(X))
+    stats = IndexStats(added=len(batch) - replaced, replaced=replaced, empty=empty_rows(X), version=res.version)
+    return stats, res, codes
 
 
 def empty_rows(X) -> int:
@@ -73,7 +73,7 @@ def check_batch(model: Model, batch: Batch, source: str = "the input") -> None:
 
 
 def index_corpus(model: Model, store: Store, corpus: Corpus, progress: bool = True,
-                 total: int | None = None, features: FeatureStore | None = None) -> IndexStats:
+                 total: int | None = None, features: KeptFeatures | None = None) -> IndexStats:
     """Validate the whole corpus (unless `total`, its record count, says that was done), then encode and
     store it batch by batch."""
     if total is None:
@@ -82,15 +82,10 @@ def index_corpus(model: Model, store: Store, corpus: Corpus, progress: bool = Tr
     with tqdm(total=total, disable=not progress, file=sys.stderr, unit="item", desc="indexing",
               dynamic_ncols=True, leave=False) as bar:
         for batch in corpus.batches():
-            s = write_batch(model, store, batch, corpus.path, features=features)
+            s = write_batch(model, store, batch, corpus.path, features=features)[0]
             stats.added += s.added
             stats.replaced += s.replaced
             stats.empty += s.empty
+            stats.version = s.version
             bar.update(len(batch))
     return stats
-
-
-def derive(store: Store) -> tuple[BucketTable, BinaryANN]:
-    """Build the bucket table and the FAISS index from the store's contents."""
-    row_ids, codes = store.all_codes()
-    return BucketTable.build(row_ids, codes), BinaryANN.build(store.bits, row_ids, codes)

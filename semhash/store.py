@@ -1,11 +1,12 @@
 """The store of record: every indexed item (row id, external id, code, payload, labels) in SQL.
 
-This is the only module that imports SQLAlchemy, and all SQL lives here. Any SQLAlchemy URL
-works: a SQLite file (the default, one per index directory) or PostgreSQL for a catalogue shared
-by many workers. A `namespace` prefixes the table names (``{ns}_items``, ``{ns}_meta``) so that
-several indexes can share one database.
+This is the only module that imports SQLAlchemy, and all SQL lives here. Two dialects, each with
+one code path: a SQLite file (the default, one per index directory, in WAL mode so that readers
+never wait for the writer) or PostgreSQL for a store shared by many processes and machines. A
+`namespace` prefixes the table names (``{ns}_items``, ``{ns}_meta``, ...) so that several indexes
+can share one database.
 
-Schema (version 1)::
+Schema (version 2)::
 
     {ns}_items(row_id BIGINT PRIMARY KEY,    -- assigned by the store, never reused
                ext_id TEXT UNIQUE NOT NULL,  -- the caller's id
@@ -13,11 +14,20 @@ Schema (version 1)::
                                              --   codes.to_keys read as signed int64), else bytes
                payload TEXT NOT NULL,        -- JSON object
                labels  TEXT NOT NULL)        -- JSON list of strings
-    {ns}_meta(key TEXT PRIMARY KEY, value TEXT) -- schema_version, bits, next_row_id, and callers' keys
+    {ns}_meta(key TEXT PRIMARY KEY, value TEXT) -- schema_version, bits, next_row_id, version,
+                                                -- log_floor, and callers' keys
+    {ns}_log(version BIGINT, row_id BIGINT)     -- the rows each change touched (the change log)
+    {ns}_features(row_id BIGINT PRIMARY KEY,    -- kept features (for re-ranking), encoded by the
+                  data BLOB)                    --   caller; written in the same transaction
 
-Writes are one transaction each. Writers are serialized (SQLite: ``BEGIN IMMEDIATE``;
-PostgreSQL: a SHARE ROW EXCLUSIVE table lock, which leaves readers alone), so row ids
-and the existence checks of an upsert cannot race. Bulk paths: PostgreSQL (psycopg 3) loads new
+Writes are one transaction each, and each is one *change*: it bumps the store's `version` and logs
+the row ids it touched, so that a reader holding the state as of version v catches up with
+`changes_since(v)` (the rows touched since, with their codes now, or none where deleted) instead
+of reading everything again. The log keeps the last LOG_KEEP versions; a change of more than
+LOG_MAX_ROWS rows is not logged. Either moves `log_floor`, and a reader older than the floor
+reloads. Writers are serialized (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a SHARE ROW EXCLUSIVE
+table lock, which leaves readers alone), so row ids and the existence checks of an upsert cannot
+race; a second writer waits up to `write_timeout` seconds, then gets a StoreError that says so. Bulk paths: PostgreSQL (psycopg 3) loads new
 rows with binary COPY and large updates through a temporary table; SQLite uses executemany.
 """
 from __future__ import annotations
@@ -41,11 +51,14 @@ from sqlalchemy.engine import URL, make_url
 from .codes import check_bits, from_keys, to_keys
 from .errors import SemhashError, StoreError
 
-__all__ = ["Store", "Item", "UpsertResult", "MissingItemError", "sqlite_url", "SCHEMA_VERSION"]
+__all__ = ["Store", "Item", "UpsertResult", "Deleted", "Changes", "MissingItemError", "sqlite_url",
+           "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+LOG_KEEP = 10_000         # versions of the change log kept for readers to catch up from
+LOG_MAX_ROWS = 200_000    # a change touching more rows is not logged: readers older than it reload
 _NAMESPACE_RE = re.compile(r"[a-z_][a-z0-9_]{0,40}")
-_RESERVED_META = frozenset({"schema_version", "bits", "next_row_id"})
+_RESERVED_META = frozenset({"schema_version", "bits", "next_row_id", "version", "log_floor"})
 _JSON_SEP = (",", ":")
 _SEP = "\x1f"  # joins ext_ids into one PostgreSQL parameter (string_to_array)
 
@@ -87,6 +100,7 @@ class UpsertResult:
     row_ids: np.ndarray  # (n,) int64
     replaced: np.ndarray  # (n,) bool
     old_codes: np.ndarray  # (n, bits // 8) uint8, meaningful where `replaced`
+    version: int = 0       # the store's version after this change
 
     @property
     def n_added(self) -> int:
@@ -95,6 +109,33 @@ class UpsertResult:
     @property
     def n_replaced(self) -> int:
         return int(np.count_nonzero(self.replaced))
+
+
+@dataclass
+class Deleted:
+    """What `Store.delete` removed, ordered by row id: row ids, their codes, the version after."""
+
+    row_ids: np.ndarray  # (m,) int64
+    codes: np.ndarray    # (m, bits // 8) uint8
+    version: int
+
+    def __iter__(self):  # (row_ids, codes), as a pair
+        return iter((self.row_ids, self.codes))
+
+    def __getitem__(self, i):
+        return (self.row_ids, self.codes)[i]
+
+
+@dataclass
+class Changes:
+    """The rows changed since a version: `row_ids` (sorted, distinct), their codes now where `present`,
+    and the version they bring a reader to. `reload` means the log no longer reaches back that far."""
+
+    version: int
+    row_ids: np.ndarray   # (m,) int64
+    codes: np.ndarray     # (m, bits // 8) uint8, meaningful where present
+    present: np.ndarray   # (m,) bool: False for rows deleted since
+    reload: bool = False
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -169,6 +210,22 @@ def _loads(text: str) -> Any:
     return json.loads(text)
 
 
+def _int_meta(value: str | None) -> int:
+    """A meta value the store writes as a whole number (absent: 0); StoreError when it is damaged."""
+    text = (value or "0").strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise StoreError(f"the store's meta table holds {value!r} where a version number belongs; it is "
+                         f"damaged: index the corpus again into a new index")
+    return int(text)
+
+
+def _is_lock_timeout(e: BaseException) -> bool:
+    """Whether a driver error says that a writer waited too long for another's lock."""
+    orig = getattr(e, "orig", e)
+    return (getattr(orig, "sqlstate", None) == "55P03"
+            or (isinstance(orig, sqlite3.OperationalError) and "database is locked" in str(orig)))
+
+
 def _chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
     for i in range(0, len(seq), size):
         yield seq[i:i + size]
@@ -181,6 +238,7 @@ class Store:
     ``postgresql://`` URL uses psycopg 3). `bits`: code length (a multiple of 8); None opens an
     existing store with whatever length it holds. `create=False` refuses to create missing tables.
     `connect_timeout`: seconds to wait for a database server (PostgreSQL) before giving up.
+    `write_timeout`: seconds a writer waits for another process's write to finish before giving up.
     """
 
     #: largest number of values bound in one IN / ANY clause, per backend (tests shrink these)
@@ -189,7 +247,7 @@ class Store:
     _bulk_update_min = 2000
 
     def __init__(self, url: str | URL, bits: int | None, namespace: str = "semhash", create: bool = True,
-                 *, connect_timeout: float = 10):
+                 *, connect_timeout: float = 10, write_timeout: float = 60):
         if not isinstance(namespace, str) or not _NAMESPACE_RE.fullmatch(namespace):
             raise StoreError(f"invalid store namespace {namespace!r}: use 1 to 41 characters from a-z, 0-9 "
                              f"and _, not starting with a digit (e.g. 'semhash' or 'news_2024')")
@@ -199,13 +257,19 @@ class Store:
             except SemhashError as e:
                 raise StoreError(str(e)) from None
         self.namespace = namespace
+        self.write_timeout = float(write_timeout)
         self._url = self._parse_url(url)
         self._masked = self._url.render_as_string(hide_password=True)
         self._engine = self._make_engine(create, connect_timeout)
         dialect = self._engine.dialect
         self._sqlite = dialect.name == "sqlite"
         self._pg = dialect.name == "postgresql"
+        if not (self._sqlite or self._pg):
+            self._engine.dispose()
+            raise StoreError(f"unsupported database {self._masked}: semhash stores items in SQLite or PostgreSQL "
+                             f"(e.g. 'sqlite:///path/items.db' or 'postgresql://user@host/dbname')")
         self._copy = self._pg and dialect.driver == "psycopg"
+        self._param = "?" if self._sqlite else "%s"  # the driver's placeholder
         # errors raised by the driver itself (raw cursors, COPY) are not wrapped by SQLAlchemy
         self._driver_errors = (sa_exc.DBAPIError, getattr(dialect.loaded_dbapi, "Error", sa_exc.DBAPIError))
         if self._sqlite:
@@ -268,17 +332,24 @@ class Store:
         except sa_exc.ArgumentError as e:
             raise StoreError(f"bad database URL {self._masked}: {e}") from None
         if engine.dialect.name == "sqlite":
-            self._sqlite_events(engine)
+            self._sqlite_events(engine, self.write_timeout)
         return engine
 
     @staticmethod
-    def _sqlite_events(engine: sa.Engine) -> None:
+    def _sqlite_events(engine: sa.Engine, write_timeout: float) -> None:
         # Take transaction control from pysqlite (SQLAlchemy's documented recipe) so that reads are
         # inside transactions too and writers can start with BEGIN IMMEDIATE.
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised by every SQLite test
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
+            # WAL: readers keep reading their snapshot while one writer commits (the mode is stored in
+            # the file; setting it again is a no-op). A writer waits for another up to the timeout.
+            cur.execute(f"PRAGMA busy_timeout={int(write_timeout * 1000)}")
+            try:
+                cur.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError:  # a read-only file or directory: readers still work
+                pass
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA cache_size=-32768")  # 32 MiB page cache
@@ -310,11 +381,27 @@ class Store:
             sa.Column("key", sa.Text(), primary_key=True),
             sa.Column("value", sa.Text(), nullable=True),
         )
+        self._log = sa.Table(
+            f"{ns}_log", md,
+            sa.Column("version", sa.BigInteger(), nullable=False),
+            sa.Column("row_id", sa.BigInteger(), nullable=False),
+            sa.Index(f"{ns}_log_version_idx", "version"),
+        )
+        self._features = sa.Table(
+            f"{ns}_features", md,
+            sa.Column("row_id", row_id_type, primary_key=True, autoincrement=False),
+            sa.Column("data", sa.LargeBinary(), nullable=False),
+        )
         q = self._engine.dialect.identifier_preparer.quote
         self._items_q, self._meta_q = q(self._items.name), q(self._meta.name)
+        self._log_q, self._features_q = q(self._log.name), q(self._features.name)
         self._nbytes = bits // 8
 
     def _open(self, create: bool) -> None:
+        """Read the meta table (a read transaction: opening never waits for a writer); create the tables,
+        or bring an older schema up to date, under the write lock only when needed."""
+        if self._read_meta() is not None and self._schema_version >= SCHEMA_VERSION:
+            return
         ns = self.namespace
         items_name, meta_name = f"{ns}_items", f"{ns}_meta"
         for attempt in range(2):
@@ -323,8 +410,10 @@ class Store:
                 has_items, has_meta = insp.has_table(items_name), insp.has_table(meta_name)
                 meta = sa.table(meta_name, sa.column("key"), sa.column("value"))
                 if has_items and has_meta:
-                    stored = dict(conn.execute(sa.select(meta.c.key, meta.c.value)).all())
-                    self._check_meta(stored)
+                    self._check_meta(dict(conn.execute(sa.select(meta.c.key, meta.c.value)).all()))
+                    self._lock(conn)
+                    if self._schema_version < SCHEMA_VERSION:
+                        self._migrate(conn)
                     return
                 if has_items or has_meta:
                     present, absent = (items_name, meta_name) if has_items else (meta_name, items_name)
@@ -347,8 +436,34 @@ class Store:
                     {"key": "schema_version", "value": str(SCHEMA_VERSION)},
                     {"key": "bits", "value": str(self.bits)},
                     {"key": "next_row_id", "value": "0"},
+                    {"key": "version", "value": "0"},
+                    {"key": "log_floor", "value": "0"},
                 ])
+                self._schema_version = SCHEMA_VERSION
                 return
+
+    def _read_meta(self) -> dict | None:
+        """The meta table as a dict, checked, when both tables exist; None otherwise."""
+        ns = self.namespace
+        with self._transaction(doing="opening the store") as conn:
+            insp = sa.inspect(conn)
+            if not (insp.has_table(f"{ns}_items") and insp.has_table(f"{ns}_meta")):
+                return None
+            meta = sa.table(f"{ns}_meta", sa.column("key"), sa.column("value"))
+            stored = dict(conn.execute(sa.select(meta.c.key, meta.c.value)).all())
+        self._check_meta(stored)
+        return stored
+
+    def _migrate(self, conn: sa.Connection) -> None:
+        """Schema 1 -> 2: the change log and the features table; the version starts at 0 with the log
+        floor there (a reader of a version-1 store has read it whole)."""
+        self._md.create_all(conn, tables=[self._log, self._features], checkfirst=True)
+        m = self._meta
+        for key, value in (("version", "0"), ("log_floor", "0")):
+            if conn.execute(sa.select(m.c.value).where(m.c.key == key)).first() is None:
+                conn.execute(m.insert().values(key=key, value=value))
+        conn.execute(m.update().where(m.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+        self._schema_version = SCHEMA_VERSION
 
     def _check_meta(self, stored: dict[str, str]) -> None:
         try:
@@ -360,6 +475,7 @@ class Store:
         if version > SCHEMA_VERSION:
             raise StoreError(f"the store {self.namespace!r} in {self._masked} has schema version {version}, newer "
                              f"than this semhash reads ({SCHEMA_VERSION}); upgrade semhash")
+        self._schema_version = version
         if self.bits is not None and bits != self.bits:
             raise StoreError(f"the store {self.namespace!r} in {self._masked} holds {bits}-bit codes, not "
                              f"{self.bits}; use a model with {bits} bits, another namespace, or rebuild the index")
@@ -390,14 +506,44 @@ class Store:
             with conn.begin():
                 yield conn
         except self._driver_errors as e:
+            if _is_lock_timeout(e):
+                raise StoreError(f"another process is writing to the store {self._masked} and did not finish "
+                                 f"within {self.write_timeout:g} s; try again when it is done (one writer at a "
+                                 f"time; readers are never blocked)") from e
             raise StoreError(f"database error while {doing} in {self._masked}: {_first_line(e)}") from e
         finally:
             conn.close()
 
     def _lock(self, conn: sa.Connection) -> None:
-        """Serialize writers on PostgreSQL (SQLite already holds BEGIN IMMEDIATE's write lock)."""
+        """Serialize writers on PostgreSQL (SQLite already holds BEGIN IMMEDIATE's write lock); a writer
+        waits for another at most `write_timeout` seconds."""
         if self._pg:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(self.write_timeout * 1000))}")
             conn.exec_driver_sql(f"LOCK TABLE {self._items_q} IN SHARE ROW EXCLUSIVE MODE")
+
+    def _log_change(self, conn: sa.Connection, row_ids: Sequence[int]) -> int:
+        """Make this transaction's write one change: bump the version, log the rows it touched, trim the
+        log to the last LOG_KEEP versions. Returns the new version."""
+        m = self._meta
+        values = dict(conn.execute(sa.select(m.c.key, m.c.value).where(m.c.key.in_(("version", "log_floor")))).all())
+        version, floor = _int_meta(values.get("version")) + 1, _int_meta(values.get("log_floor"))
+        rids = list(row_ids)
+        if len(rids) > LOG_MAX_ROWS:
+            floor = version  # too large to log: readers behind it read the store again
+        elif rids:
+            if self._sqlite:
+                conn.exec_driver_sql(f"INSERT INTO {self._log_q} (version, row_id) VALUES (?, ?)",
+                                     [(version, int(r)) for r in rids])
+            else:
+                conn.exec_driver_sql(f"INSERT INTO {self._log_q} (version, row_id) "
+                                     f"SELECT %(v)s, unnest(%(r)s::bigint[])",
+                                     {"v": version, "r": "{" + ",".join(map(str, rids)) + "}"})
+        if version - LOG_KEEP > floor and version % 64 == 0:
+            floor = version - LOG_KEEP
+        conn.execute(self._log.delete().where(self._log.c.version <= floor))
+        for key, value in (("version", version), ("log_floor", floor)):
+            conn.execute(m.update().where(m.c.key == key).values(value=str(value)))
+        return version
 
     def _select_in(self, conn: sa.Connection, columns: Sequence[str], key: str, values: Sequence
                    ) -> list[tuple]:
@@ -405,13 +551,6 @@ class Store:
         one query per chunk of values, straight through the DBAPI cursor on SQLite and PostgreSQL."""
         if not len(values):
             return []
-        t = self._items
-        if not (self._sqlite or self._pg):
-            out: list[tuple] = []
-            for chunk in _chunks(values, self._in_chunk):
-                stmt = sa.select(*(t.c[c] for c in columns)).where(t.c[key].in_(list(chunk)))
-                out += [tuple(r) for r in conn.execute(stmt)]
-            return out
         head = f"SELECT {', '.join(columns)} FROM {self._items_q} WHERE {key}"
         out = []
         cur = conn.connection.cursor()
@@ -517,11 +656,13 @@ class Store:
             return int(conn.execute(sa.select(sa.func.count()).select_from(self._items)).scalar())
 
     def upsert(self, ext_ids: Sequence[str], codes: np.ndarray, payloads: Sequence[dict | None] | None = None,
-               labels: Sequence[Sequence[str] | str | None] | None = None) -> UpsertResult:
+               labels: Sequence[Sequence[str] | str | None] | None = None,
+               features: Sequence[bytes] | None = None) -> UpsertResult:
         """Add items, or replace those whose ext_id is already stored (they keep their row id).
 
         `codes`: (n, bits // 8) packed uint8. `payloads`: JSON-serializable dicts (None -> {}).
-        `labels`: a tuple of strings per item (a plain string is one label). One transaction."""
+        `labels`: a tuple of strings per item (a plain string is one label). `features`: kept features,
+        one encoded blob per item (stored by row id). One transaction, one change (see `changes_since`)."""
         ids = self._check_ext_ids(ext_ids)
         n = len(ids)
         c = self._check_codes(codes, n)
@@ -529,7 +670,7 @@ class Store:
             payloads = [None] * n
         if labels is None:
             labels = [None] * n
-        if len(payloads) != n or len(labels) != n:
+        if len(payloads) != n or len(labels) != n or (features is not None and len(features) != n):
             raise StoreError(f"upsert got {n} ids but {len(payloads)} payloads and {len(labels)} label tuples")
         if len(set(ids)) != n:
             seen: set[str] = set()
@@ -577,7 +718,58 @@ class Store:
                            or hits[i][3] != lab_json[i]]
                 if changed:  # rows stored again unchanged are not rewritten
                     self._update_rows(conn, changed)
-        return UpsertResult(row_ids, replaced, old_codes)
+            if features is not None:
+                self._put_features(conn, row_ids.tolist(), features)
+            version = self._log_change(conn, row_ids.tolist())
+        return UpsertResult(row_ids, replaced, old_codes, version)
+
+    def _put_features(self, conn: sa.Connection, row_ids: list[int], blobs: Sequence[bytes]) -> None:
+        rows = [(r, bytes(b)) for r, b in zip(row_ids, blobs)]
+        if self._sqlite:
+            conn.exec_driver_sql(f"INSERT OR REPLACE INTO {self._features_q} (row_id, data) VALUES (?, ?)", rows)
+        else:
+            self._delete_rows(conn, self._features_q, row_ids)
+            with conn.connection.driver_connection.cursor() as cur:
+                with cur.copy(f"COPY {self._features_q} (row_id, data) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(["int8", "bytea"])
+                    for r in rows:
+                        cp.write_row(r)
+
+    def features(self, row_ids: np.ndarray) -> dict[int, bytes]:
+        """The kept feature blobs of these row ids (those that have some), by row id."""
+        wanted = np.unique(np.asarray(row_ids, dtype=np.int64)).tolist()
+        out: dict[int, bytes] = {}
+        with self._transaction(doing="reading kept features") as conn:
+            cur = conn.connection.cursor()
+            try:
+                for chunk in _chunks(wanted, min(10_000, self._in_chunk)):
+                    if self._sqlite:
+                        cur.execute(f"SELECT row_id, data FROM {self._features_q} WHERE row_id IN "
+                                    f"({','.join('?' * len(chunk))})", chunk)
+                    else:
+                        cur.execute(f"SELECT row_id, data FROM {self._features_q} WHERE row_id = ANY(%s::bigint[])",
+                                    ("{" + ",".join(map(str, chunk)) + "}",))
+                    out.update((int(r), bytes(d)) for r, d in cur.fetchall())
+            finally:
+                cur.close()
+        return out
+
+    def count_features(self) -> int:
+        """How many stored items have kept features."""
+        with self._transaction(doing="counting kept features") as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(self._features)).scalar())
+
+    def _delete_rows(self, conn: sa.Connection, table_q: str, row_ids: list[int]) -> None:
+        cur = conn.connection.cursor()
+        try:
+            for chunk in _chunks(row_ids, self._in_chunk):
+                if self._sqlite:
+                    cur.execute(f"DELETE FROM {table_q} WHERE row_id IN ({','.join('?' * len(chunk))})", chunk)
+                else:
+                    cur.execute(f"DELETE FROM {table_q} WHERE row_id = ANY(%s::bigint[])",
+                                ("{" + ",".join(map(str, chunk)) + "}",))
+        finally:
+            cur.close()
 
     @staticmethod
     def _payload_json(ids: Sequence[str], payloads: Sequence[dict | None]) -> list[str]:
@@ -629,12 +821,9 @@ class Store:
                     cp.set_types(types)
                     for r in rows:
                         cp.write_row(r)
-        elif self._sqlite:
-            conn.exec_driver_sql(f"INSERT INTO {self._items_q} (row_id, ext_id, code, payload, labels) "
-                                 f"VALUES (?, ?, ?, ?, ?)", rows)
         else:
-            keys = ("row_id", "ext_id", "code", "payload", "labels")
-            conn.execute(self._items.insert(), [dict(zip(keys, r)) for r in rows])
+            conn.exec_driver_sql(f"INSERT INTO {self._items_q} (row_id, ext_id, code, payload, labels) "
+                                 f"VALUES ({', '.join([self._param] * 5)})", rows)
 
     def _update_rows(self, conn: sa.Connection, rows: list[tuple]) -> None:
         """rows: (row_id, code, payload, labels)."""
@@ -651,91 +840,109 @@ class Store:
             conn.exec_driver_sql(f"UPDATE {self._items_q} AS t SET code = u.code, payload = u.payload, "
                                  f"labels = u.labels FROM {tmp} AS u WHERE t.row_id = u.row_id")
             conn.exec_driver_sql(f"DROP TABLE {tmp}")
-        elif self._sqlite:
-            conn.exec_driver_sql(f"UPDATE {self._items_q} SET code = ?, payload = ?, labels = ? WHERE row_id = ?",
-                                 [(c, p, lab, rid) for rid, c, p, lab in rows])
         else:
-            t = self._items
-            stmt = (t.update().where(t.c.row_id == sa.bindparam("b_row_id"))
-                    .values(code=sa.bindparam("b_code"), payload=sa.bindparam("b_payload"),
-                            labels=sa.bindparam("b_labels")))
-            conn.execute(stmt, [{"b_row_id": rid, "b_code": c, "b_payload": p, "b_labels": lab}
-                                for rid, c, p, lab in rows])
+            p = self._param
+            conn.exec_driver_sql(f"UPDATE {self._items_q} SET code = {p}, payload = {p}, labels = {p} "
+                                 f"WHERE row_id = {p}", [(c, pay, lab, rid) for rid, c, pay, lab in rows])
 
-    def delete(self, ext_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Remove the items with these ext_ids; unknown ids are ignored. Returns the removed items'
-        (row_ids int64, codes (m, bits // 8) uint8), ordered by row id. One transaction."""
+    def delete(self, ext_ids: Sequence[str]) -> Deleted:
+        """Remove the items with these ext_ids (and their kept features); unknown ids are ignored.
+        Returns the removed items' row ids and codes, ordered by row id (unpacks as a pair), and the
+        version after. One transaction, one change (none when nothing was removed)."""
         ids = list(dict.fromkeys(self._check_ext_ids(ext_ids)))
+        none = Deleted(np.zeros(0, dtype=np.int64), np.zeros((0, self._nbytes), dtype=np.uint8), 0)
         if not ids:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, self._nbytes), dtype=np.uint8)
-        t = self._items
+            return none
         with self._transaction(write=True, doing="deleting items") as conn:
             self._lock(conn)
             found = sorted(self._select_in(conn, ("row_id", "code"), "ext_id", ids))
             rids = [r[0] for r in found]
-            if rids:
-                if self._sqlite or self._pg:
-                    cur = conn.connection.cursor()
-                    try:
-                        for chunk in _chunks(rids, self._in_chunk):
-                            if self._sqlite:
-                                cur.execute(f"DELETE FROM {self._items_q} WHERE row_id IN "
-                                            f"({','.join('?' * len(chunk))})", chunk)
-                            else:
-                                cur.execute(f"DELETE FROM {self._items_q} WHERE row_id = ANY(%s::bigint[])",
-                                            ("{" + ",".join(map(str, chunk)) + "}",))
-                    finally:
-                        cur.close()
-                else:
-                    for chunk in _chunks(rids, self._in_chunk):
-                        conn.execute(t.delete().where(t.c.row_id.in_(list(chunk))))
-        return np.asarray(rids, dtype=np.int64), self._codes_from_values([r[1] for r in found])
+            if not rids:
+                return none
+            self._delete_rows(conn, self._items_q, rids)
+            self._delete_rows(conn, self._features_q, rids)
+            version = self._log_change(conn, rids)
+        return Deleted(np.asarray(rids, dtype=np.int64), self._codes_from_values([r[1] for r in found]), version)
 
     def iter_codes(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (row_ids, codes) chunks of at most `chunk` items, in row id order, from one snapshot."""
         if chunk < 1:
             raise StoreError(f"chunk must be positive, got {chunk}")
-        t = self._items
-        raw = self._sqlite or self._pg
         with self._transaction(doing="reading codes", snapshot=True) as conn:
-            last = None
-            while True:
-                if raw:  # straight to the DBAPI cursor: no Row objects; only integers are inlined
-                    where = "" if last is None else f" WHERE row_id > {int(last)}"
-                    cur = conn.connection.cursor()
-                    try:
-                        cur.execute(f"SELECT row_id, code FROM {self._items_q}{where} ORDER BY row_id "
-                                    f"LIMIT {int(chunk)}")
-                        rows = cur.fetchall()
-                    finally:
-                        cur.close()
-                else:
-                    stmt = sa.select(t.c.row_id, t.c.code).order_by(t.c.row_id).limit(chunk)
-                    if last is not None:
-                        stmt = stmt.where(t.c.row_id > last)
-                    rows = conn.execute(stmt).all()
-                if not rows:
-                    return
-                m = len(rows)
-                if self.bits <= 64:
-                    flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=2 * m).reshape(m, 2)
-                    rids, codes = flat[:, 0].copy(), from_keys(flat[:, 1].view(np.uint64), self.bits)
-                else:
-                    rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=m)
-                    codes = self._codes_from_values([r[1] for r in rows])
-                yield rids, codes
-                if m < chunk:
-                    return
-                last = int(rids[-1])
+            yield from self._read_codes(conn, chunk)
+
+    def _read_codes(self, conn: sa.Connection, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        last = None
+        while True:  # straight to the DBAPI cursor: no Row objects; only integers are inlined
+            where = "" if last is None else f" WHERE row_id > {int(last)}"
+            cur = conn.connection.cursor()
+            try:
+                cur.execute(f"SELECT row_id, code FROM {self._items_q}{where} ORDER BY row_id LIMIT {int(chunk)}")
+                rows = cur.fetchall()
+            finally:
+                cur.close()
+            if not rows:
+                return
+            m = len(rows)
+            if self.bits <= 64:
+                flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=2 * m).reshape(m, 2)
+                rids, codes = flat[:, 0].copy(), from_keys(flat[:, 1].view(np.uint64), self.bits)
+            else:
+                rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=m)
+                codes = self._codes_from_values([r[1] for r in rows])
+            yield rids, codes
+            if m < chunk:
+                return
+            last = int(rids[-1])
 
     def all_codes(self, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
         """Every stored (row_ids int64 (n,), codes uint8 (n, bits // 8)), ordered by row id."""
-        parts = list(self.iter_codes(chunk))
+        return self.snapshot(chunk)[1:]
+
+    def snapshot(self, chunk: int = 100_000) -> tuple[int, np.ndarray, np.ndarray]:
+        """(version, row ids, codes) of every stored item, read in one snapshot: the state a reader starts
+        from and then follows with `changes_since(version)`."""
+        with self._transaction(doing="reading codes", snapshot=True) as conn:
+            version = self._version(conn)
+            parts = list(self._read_codes(conn, chunk))
         if not parts:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, self._nbytes), dtype=np.uint8)
-        if len(parts) == 1:
-            return parts[0]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            return version, np.zeros(0, dtype=np.int64), np.zeros((0, self._nbytes), dtype=np.uint8)
+        return version, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _version(self, conn: sa.Connection, key: str = "version") -> int:
+        m = self._meta
+        return _int_meta(conn.execute(sa.select(m.c.value).where(m.c.key == key)).scalar())
+
+    def version(self) -> int:
+        """The number of the last committed change (0 for a new store)."""
+        with self._transaction(doing="reading the store version") as conn:
+            return self._version(conn)
+
+    def changes_since(self, version: int) -> Changes:
+        """What changed after `version`, from one snapshot: each row touched since (sorted) with its
+        code now, or not present where it was deleted since. `reload` when the log does not reach back
+        to `version` (trimmed, or a change too large to log): read everything with `snapshot()`."""
+        nb = self._nbytes
+        with self._transaction(doing="reading changes", snapshot=True) as conn:
+            now, floor = self._version(conn), self._version(conn, "log_floor")
+            if now <= version:
+                return Changes(now, np.zeros(0, np.int64), np.zeros((0, nb), np.uint8), np.zeros(0, bool))
+            if version < floor or version < 0:
+                return Changes(now, np.zeros(0, np.int64), np.zeros((0, nb), np.uint8), np.zeros(0, bool),
+                               reload=True)
+            cur = conn.connection.cursor()
+            try:
+                cur.execute(f"SELECT DISTINCT l.row_id, i.code FROM {self._log_q} AS l LEFT JOIN {self._items_q} "
+                            f"AS i ON i.row_id = l.row_id WHERE l.version > {int(version)} ORDER BY l.row_id")
+                rows = cur.fetchall()
+            finally:
+                cur.close()
+        rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        present = np.fromiter((r[1] is not None for r in rows), dtype=bool, count=len(rows))
+        codes = np.zeros((len(rows), nb), np.uint8)
+        if present.any():
+            codes[present] = self._codes_from_values([r[1] for r in rows if r[1] is not None])
+        return Changes(now, rids, codes, present)
 
     def fetch(self, row_ids: Iterable[int]) -> list[Item]:
         """The items with these row ids, in the order asked (repeats allowed). Raises
@@ -773,14 +980,14 @@ class Store:
                                 f"{self.namespace!r} ({self._masked}); the index is out of step with its "
                                 f"store: rebuild it", missing)
 
-    def hit_fields(self, row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def hit_fields(self, row_ids: np.ndarray, version: bool = False) -> tuple:
         """(ext ids, payloads) as object arrays aligned with `row_ids` (sorted, distinct, all stored):
-        the lean read behind query answers (no codes, no labels). MissingItemError when any is not stored."""
+        the lean read behind query answers (no codes, no labels), and with `version` the store version
+        they were read at (one snapshot). MissingItemError when any is not stored."""
         wanted = np.asarray(row_ids, dtype=np.int64)
-        if not len(wanted):
-            return np.zeros(0, object), np.zeros(0, object)
         size = min(10_000, self._in_chunk)
-        with self._transaction(doing="fetching items") as conn, gc_paused():
+        with self._transaction(doing="fetching items", snapshot=True) as conn, gc_paused():
+            at = self._version(conn) if version else None
             rows = []
             for chunk in _chunks(wanted.tolist(), size):
                 rows += self._select_in(conn, ("row_id", "ext_id", "payload"), "row_id", chunk)
@@ -792,7 +999,7 @@ class Store:
             ext_ids[:] = [r[1] for r in rows]
             # most payloads of a corpus without extra fields are "{}": a new empty dict each, no parsing
             payloads[:] = [{} if r[2] == "{}" else _loads(r[2]) for r in rows]
-        return ext_ids, payloads
+        return (ext_ids, payloads, at) if version else (ext_ids, payloads)
 
     def row_ids_for(self, ext_ids: Iterable[str]) -> dict[str, int]:
         """ext_id -> row_id for the given ids that are stored (unknown ones are left out)."""
@@ -817,6 +1024,22 @@ class Store:
         with self._transaction(write=True, doing="writing metadata") as conn:
             if not conn.execute(m.update().where(m.c.key == key).values(value=value)).rowcount:
                 conn.execute(m.insert().values(key=key, value=value))
+
+    def backup(self, path: str | Path) -> None:
+        """Copy a SQLite store, consistently, to a new file (SQLite's online backup: writers may go on)."""
+        if not self._sqlite:
+            raise StoreError(f"only a SQLite store can be copied to a file, not {self._masked}")
+        target = sqlite3.connect(str(path))
+        try:
+            raw = self._engine.raw_connection()
+            try:
+                raw.driver_connection.backup(target)
+            finally:
+                raw.close()
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot copy the store {self._masked} to {path}: {e}") from e
+        finally:
+            target.close()
 
     def drop(self) -> None:
         """Drop this namespace's tables (and everything in them)."""

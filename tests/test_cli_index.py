@@ -75,7 +75,7 @@ def test_reindex_replaces(workdir):
     assert summary["index"] == "semhash-index" and summary["bits"] == 16
     # the index's own model was used (no training): the codes are unchanged
     engine = Engine.load("semhash-index")
-    assert engine.manifest["generation"] == 2
+    assert engine.store.version() == 2  # one change to create it, one to index it again (a single batch)
     for a, b in zip(engine.store.all_codes(), codes_before):
         assert np.array_equal(a, b)
     engine.close()
@@ -99,7 +99,8 @@ def test_info(workdir):
     assert info["buckets"]["largest_bucket"] == int(engine.buckets.sizes().max())
     assert set(info["bytes_per_item"]) == {"memory", "disk"}
     assert 0 < info["bytes_per_item"]["memory"] < info["bytes_per_item"]["disk"]
-    assert info["manifest"]["counts"] == {"items": N, "faiss": N, "distinct_codes": engine.buckets.n_buckets}
+    assert info["manifest"]["namespace"] == "semhash" and info["manifest"]["bits"] == 16
+    assert info["version"] == engine.store.version() == 1
     assert info["store"].startswith("sqlite:///") and info["store"].endswith("items.db")
     engine.close()
     assert json.loads(run("info", "semhash-index").stdout)["items"] == N
@@ -115,7 +116,7 @@ def test_delete(workdir, built):
     result = run("delete", "semhash-index", second, second, first)
     assert json.loads(result.stdout) == {"index": "semhash-index", "deleted": 1, "not_found": 1, "items": N - 2}
     engine = Engine.load("semhash-index")
-    assert engine.store.count() == len(engine.ann) == len(engine.buckets) == N - 2
+    assert engine.store.count() == len(engine.live) == len(engine.buckets) == N - 2
     assert engine.store.row_ids_for([first, second]) == {}
     engine.close()
     # and the deleted items no longer come back from a query
@@ -128,20 +129,22 @@ def test_delete(workdir, built):
     assert (summary["added"], summary["replaced"], summary["items"]) == (2, N - 2, N)
 
 
-def test_rebuild_command(workdir):
-    before = Engine.load("semhash-index")
-    contents = before.ann.contents()
-    before.close()
-    (workdir / "semhash-index" / "faiss.index").write_bytes(b"garbage")
-    result = run("info")
-    assert result.exit_code == 1 and "semhash rebuild" in result.stderr
+def test_rebuild_command_upgrades_an_index_of_the_previous_format(workdir):
+    """Format 1 kept counts and a generation in the manifest and a FAISS file beside the store; rebuild (or
+    the first update) writes the current manifest and removes the FAISS file, which semhash wrote."""
+    index = workdir / "semhash-index"
+    manifest = json.loads((index / "manifest.json").read_text())
+    old = {**manifest, "format": 1, "generation": 1, "counts": {"items": N, "faiss": N, "distinct_codes": 3}}
+    (index / "manifest.json").write_text(json.dumps(old))
+    (index / "faiss.index").write_bytes(b"an old FAISS file")
+    assert json.loads(run("info").stdout)["items"] == N  # it opens as it is
     result = run("rebuild")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"index": "semhash-index", "items": N}
-    after = Engine.load("semhash-index")
-    for a, b in zip(after.ann.contents(), contents):
-        np.testing.assert_array_equal(a, b)
-    after.close()
+    upgraded = json.loads((index / "manifest.json").read_text())
+    assert upgraded["format"] == 2 and "counts" not in upgraded and "generation" not in upgraded
+    assert not (index / "faiss.index").exists()
+    assert {k: v for k, v in upgraded.items() if k != "format"} == {k: v for k, v in manifest.items() if k != "format"}
 
 
 # --- bad input: exit code 1, "Error: ", and nothing changed ---------------------------------------------------
@@ -270,7 +273,7 @@ def test_index_with_a_trained_model(workdir):
     assert (summary["index"], summary["added"], summary["items"], summary["bits"]) == ("idx2", N, N, 16)
     model = Model.load("my-model")
     engine = Engine.load("idx2")
-    assert engine.manifest["model_checksum"] == model.checksum
+    assert engine.manifest.model_checksum == model.checksum
     assert (workdir / "idx2" / "model" / "manifest.json").read_bytes() == \
         (workdir / "my-model" / "manifest.json").read_bytes()
     engine.close()
@@ -370,8 +373,8 @@ def test_items_without_features_are_counted_and_shown(tmp_path, topic_docs, writ
 
 @pytest.mark.parametrize("change,why", [
     (lambda m: {**m, "bits": "32"}, "field 'bits': \"32\""),
-    (lambda m: {**m, "generation": True}, "field 'generation': true"),
-    (lambda m: {**m, "counts": []}, "field 'counts': []"),
+    (lambda m: {**m, "db_url": True}, "field 'db_url': true"),
+    (lambda m: {**m, "format": []}, "field 'format': []"),
     (lambda m: {k: v for k, v in m.items() if k != "namespace"}, "field 'namespace': missing"),
     (lambda m: {**m, "features": 1}, "field 'features': 1"),
 ])

@@ -1,5 +1,6 @@
-"""The Engine end to end: index, load, rebuild, add/upsert/remove against a dict model (SQLite and
-PostgreSQL), failures and crashes that must leave the previous index intact, refused indexes, queries."""
+"""The Engine end to end: index, load, add/upsert/remove against a dict model (SQLite and PostgreSQL),
+readers catching up with a writer, failures and kills that must leave the committed batches and nothing
+else, refused indexes, queries."""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,10 @@ import semhash.indexer
 from semhash.buckets import code_keys
 from semhash.cli import main
 from semhash.corpus import Corpus
-from semhash.engine import FAISS_FILE, MANIFEST, SQLITE_FILE, Engine, Hit, _batch_from_dicts
+import semhash.store
+from semhash.engine import Engine, Hit, _batch_from_dicts
+from semhash.indexdir import SQLITE_FILE
+from semhash.fsutil import MANIFEST
 from semhash.errors import ConfigError, IndexError_, ModelError, SemhashError
 from semhash.store import Store, sqlite_url
 
@@ -59,10 +63,9 @@ def query_codes(setup, n=20, seed=1):
     return codes
 
 
-def faiss_answers(engine: Engine, codes: np.ndarray) -> list:
-    d, ids = engine.ann.search(codes, 10)
-    lims, rd, rids = engine.ann.range_search(codes, 3)
-    return [d.tolist(), ids.tolist(), lims.tolist(), rd.tolist(), rids.tolist()]
+def listing(directory) -> list[str]:
+    """The entries of an index directory, without SQLite's WAL files (there while a connection is open)."""
+    return sorted(p.name for p in directory.iterdir() if not p.name.endswith(("-wal", "-shm")))
 
 
 def query_answers(engine: Engine, docs: list[dict]) -> list:
@@ -71,7 +74,8 @@ def query_answers(engine: Engine, docs: list[dict]) -> list:
     for doc in docs:
         for k, radius in ((None, 2), (5, 1)):
             hits = engine.query(doc["vector"], k=k, radius=radius)
-            out.append([(h.id, h.distance, h.filled, h.payload) for h in hits])
+            # (not `filled`: a search over a delta may search farther before the fill than a fresh build)
+            out.append([(h.id, h.distance, h.score, h.payload) for h in hits])
     return out
 
 
@@ -86,21 +90,17 @@ def test_index_then_load_gives_the_same_index(setup, tmp_path):
     engine = Engine(model)
     stats = engine.index(corpus, tmp_path / "idx", progress=False)
     assert (stats.added, stats.replaced, stats.written) == (120, 0, 120)
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == sorted([MANIFEST, "model", SQLITE_FILE, FAISS_FILE])
+    assert listing(tmp_path / "idx") == sorted([MANIFEST, "model", SQLITE_FILE])
     manifest = json.loads((tmp_path / "idx" / MANIFEST).read_text())
-    assert manifest["counts"]["items"] == manifest["counts"]["faiss"] == 120
-    assert manifest["counts"]["distinct_codes"] == engine.buckets.n_buckets
+    assert engine.counts() == {"items": 120, "distinct_codes": engine.buckets.n_buckets}
     assert (manifest["bits"], manifest["kind"], manifest["db_url"], manifest["namespace"]) == (16, "vector", None,
                                                                                                "semhash")
-    assert manifest["model_checksum"] == model.checksum and manifest["generation"] == 1
+    assert manifest["model_checksum"] == model.checksum and manifest["format"] == 2
+    assert engine.store.version() == 1  # one batch, one change
 
     loaded = Engine.load(tmp_path / "idx")
     assert loaded.directory == (tmp_path / "idx").absolute()
     assert bucket_arrays(loaded) == bucket_arrays(engine)
-    for a, b in zip(loaded.ann.contents(), engine.ann.contents()):
-        np.testing.assert_array_equal(a, b)
-    codes = query_codes(setup)
-    assert faiss_answers(loaded, codes) == faiss_answers(engine, codes)
     assert query_answers(loaded, docs[:6]) == query_answers(engine, docs[:6])
     # the codes are the model's codes of the corpus
     row_ids, stored = loaded.store.all_codes()
@@ -113,32 +113,49 @@ def test_index_then_load_gives_the_same_index(setup, tmp_path):
     engine.close()
 
 
-# --- (2) rebuild: the FAISS contents equal the saved ones -------------------------------------------------------
-def test_rebuild_reproduces_faiss_and_buckets(index_copy):
-    before = Engine.load(index_copy)
-    saved = before.ann.contents()
-    buckets = bucket_arrays(before)
-    manifest = before.manifest
-    before.close()
-    rebuilt = Engine.rebuild(index_copy)
-    for a, b in zip(rebuilt.ann.contents(), saved):
-        np.testing.assert_array_equal(a, b)
-    assert bucket_arrays(rebuilt) == buckets
-    assert rebuilt.manifest["counts"] == manifest["counts"]
-    assert rebuilt.manifest["generation"] == manifest["generation"]
-    rebuilt.close()
-    again = Engine.load(index_copy)
-    for a, b in zip(again.ann.contents(), saved):
-        np.testing.assert_array_equal(a, b)
-    again.close()
-    assert dot_entries(index_copy.parent) == []
+# --- (2) readers: another engine catches up with the writer's committed changes ------------------------------
+def test_a_reader_catches_up_with_the_writers_changes(setup, index_copy, vector_docs, monkeypatch):
+    root, docs, corpus, model, _ = setup
+    writer, reader = Engine.load(index_copy), Engine.load(index_copy)
+    reader.refresh_interval = 0  # check the store before every query
+    probe = [d["vector"] for d in docs[:5]]
+    new = vector_docs(3, seed=31, prefix="new")
+    writer.add(new)
+    assert writer.remove(["v1", "v2"]) == 2
+    version = writer.store.version()
+    assert writer.live.version == version == 3  # created with one batch, then two changes
+    # the reader sees both committed changes at its next query: the same answers as a fresh load
+    fresh = Engine.load(index_copy)
+    assert query_answers(reader, docs[:6]) == query_answers(fresh, docs[:6]) == query_answers(writer, docs[:6])
+    assert reader.live.version == version and len(reader.live) == 121
+    assert not reader.live.clean  # it took the change from the log, as a delta
+    got = reader.query_batch(probe, k=None, radius=16)
+    assert {h.id for h in got[0].hits} == {d["id"] for d in docs if d["id"] not in ("v1", "v2")} | \
+        {d["id"] for d in new}
+    # even between its checks, a reader whose answer is read from a store that moved on catches up first:
+    # an answer is always that of one committed state
+    reader.refresh_interval = 3600
+    writer.remove(["v3"])
+    assert reader.live.version == version
+    assert len(reader.query(docs[3]["vector"], k=None, radius=16)) == 120
+    assert reader.live.version == version + 1 and len(reader.live) == 120
+    # a reader older than what the log keeps reads the store again
+    monkeypatch.setattr(semhash.store, "LOG_KEEP", 2)
+    stale = Engine.load(index_copy)
+    for i in range(70):  # the log is trimmed every 64 versions
+        writer.add([dict(new[0], id=f"again{i}")])
+    assert stale.store.changes_since(stale.live.version).reload
+    stale.refresh(force=True)
+    assert stale.live.clean and len(stale.live) == 190
+    assert query_answers(stale, docs[:6]) == query_answers(writer, docs[:6])
+    for e in (writer, reader, fresh, stale):
+        e.close()
 
 
 # --- (3) random adds, upserts and deletes against a dict model --------------------------------------------------
 def check_consistent(engine: Engine, model_dict: dict[str, dict], model) -> None:
     n = len(model_dict)
-    assert engine.store.count() == len(engine.ann) == len(engine.buckets) == n
-    assert engine.manifest["counts"]["items"] == engine.manifest["counts"]["faiss"] == n
+    assert engine.store.count() == len(engine.live) == n
     row_ids, codes = engine.store.all_codes()
     items = engine.store.fetch(row_ids)
     by_row = {it.row_id: it for it in items}
@@ -153,10 +170,12 @@ def check_consistent(engine: Engine, model_dict: dict[str, dict], model) -> None
     assert {by_row[r].ext_id: bytes(c) for r, c in zip(row_ids.tolist(), codes)} == want
     assert {it.ext_id: it.payload for it in items} == {k: {f: v[f] for f in PAYLOAD_KEYS}
                                                        for k, v in model_dict.items()}
-    # FAISS: the same row ids with the same codes
-    ann_ids, ann_codes = engine.ann.contents()
-    assert {by_row[r].ext_id: bytes(c) for r, c in zip(ann_ids.tolist(), ann_codes)} == want
-    assert len(set(ann_ids.tolist())) == n
+    # the search structures: the same row ids with the same codes
+    live_ids, live_codes = engine.live.items()
+    assert {by_row[r].ext_id: bytes(c) for r, c in zip(live_ids.tolist(), live_codes)} == want
+    assert len(set(live_ids.tolist())) == n
+    if not engine.live.clean:
+        return  # the bucket table is checked once the delta is merged into it
     # the buckets: each row id in the bucket of its code, and nowhere else
     b = engine.buckets
     seen = {}
@@ -219,10 +238,15 @@ def random_ops(engine: Engine, model, vector_docs, steps: int, seed: int) -> Non
             assert (stats.added, stats.replaced) == (len(new), len(old))
             model_dict.update({r["id"]: r for r in recs})
         check_consistent(engine, model_dict, model)
-        if step % 8 == 7:  # what is on disk says the same
+        if step % 8 == 7:  # what is on disk says the same, and a fresh build answers the same
             reopened = Engine.load(engine.directory)
+            assert reopened.live.clean
             check_consistent(reopened, model_dict, model)
+            assert query_answers(engine, list(model_dict.values())[:4]) == \
+                query_answers(reopened, list(model_dict.values())[:4])
             reopened.close()
+            engine.live.merge()
+            check_consistent(engine, model_dict, model)
     # delete everything: an empty index still loads and answers
     assert engine.remove(list(model_dict)) == len(model_dict)
     model_dict.clear()
@@ -258,8 +282,8 @@ def test_random_changes_postgresql(setup, tmp_path, pg_url, pg_namespace, vector
     engine = Engine(model)
     stats = engine.index(corpus, tmp_path / "idx", db_url=pg_url, namespace=pg_namespace, progress=False)
     assert (stats.added, stats.replaced) == (120, 0)
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == sorted([MANIFEST, "model", FAISS_FILE])
-    assert engine.manifest["db_url"] == pg_url and engine.manifest["namespace"] == pg_namespace
+    assert listing(tmp_path / "idx") == sorted([MANIFEST, "model"])
+    assert engine.manifest.db_url == pg_url and engine.manifest.namespace == pg_namespace
     assert engine.store.namespace == pg_namespace
     random_ops(engine, model, vector_docs, steps=16, seed=4)
     engine.close()
@@ -299,13 +323,13 @@ def test_postgresql_bad_corpus_leaves_the_index_usable(setup, tmp_path, pg_url, 
     reopened.close()
 
 
-# --- (4) a failure inside the indexer leaves the previous index as it was -------------------------------------
-def test_failure_mid_index_keeps_previous_index(setup, index_copy, vector_docs, write_jsonl, monkeypatch):
+# --- (4) a failure inside the indexer leaves the batches committed before it, and nothing else -------------
+def test_failure_mid_index_keeps_the_batches_before_it(setup, index_copy, vector_docs, write_jsonl, monkeypatch):
     root, docs, corpus, model, _ = setup
     engine = Engine.load(index_copy)
     before_answers = query_answers(engine, docs[:6])
-    before_files = file_bytes(index_copy)
-    more = write_jsonl(index_copy.parent / "more.jsonl", vector_docs(50, seed=9, prefix="m") + docs[:10])
+    more_docs = vector_docs(50, seed=9, prefix="m") + docs[:10]
+    more = write_jsonl(index_copy.parent / "more.jsonl", more_docs)
 
     calls = []
     real = semhash.indexer.write_batch
@@ -320,17 +344,15 @@ def test_failure_mid_index_keeps_previous_index(setup, index_copy, vector_docs, 
     with pytest.raises(RuntimeError, match="disk on fire"):
         engine.index(Corpus(more, batch_size=10), progress=False)
     assert len(calls) == 2  # it failed mid-run, after one batch was written
-    # the same engine still answers exactly as before, and so does the index on disk
-    assert query_answers(engine, docs[:6]) == before_answers
-    assert engine.store.count() == 120 and len(engine.ann) == 120
-    assert file_bytes(index_copy) == before_files
-    assert dot_entries(index_copy.parent) == []
+    # the first batch (10 new items) is committed; the engine and a fresh load both answer with it
+    assert engine.store.count() == len(engine.live) == 130
     reopened = Engine.load(index_copy)
-    assert reopened.store.count() == len(reopened.ann) == len(reopened.buckets) == 120
-    assert query_answers(reopened, docs[:6]) == before_answers
+    assert len(reopened.live) == 130 and reopened.live.version == engine.live.version == 2
+    assert query_answers(engine, docs[:6] + more_docs[:10]) == query_answers(reopened, docs[:6] + more_docs[:10])
     reopened.close()
+    assert dot_entries(index_copy.parent) == []
 
-    # the model's encode failing inside Engine.add: the same
+    # the model's encode failing inside Engine.add: nothing is written
     monkeypatch.setattr(semhash.indexer, "write_batch", real)
     encodes = []
     real_encode = engine.model.hasher.encode
@@ -340,34 +362,32 @@ def test_failure_mid_index_keeps_previous_index(setup, index_copy, vector_docs, 
         raise RuntimeError("encoder exploded")
 
     monkeypatch.setattr(engine.model.hasher, "encode", failing_encode)
+    version = engine.store.version()
     with pytest.raises(RuntimeError, match="encoder exploded"):
         engine.add(vector_docs(3, seed=11, prefix="z"))
     assert encodes == [3]
     monkeypatch.setattr(engine.model.hasher, "encode", real_encode)
-    assert query_answers(engine, docs[:6]) == before_answers
-    assert file_bytes(index_copy) == before_files
-    assert dot_entries(index_copy.parent) == []
+    assert engine.store.version() == version and len(engine.live) == 130
     # and after the failures the engine can still change the index
     stats = engine.index(Corpus(more, batch_size=10), progress=False)
-    assert (stats.added, stats.replaced) == (50, 10)
-    assert engine.store.count() == len(engine.ann) == 170
+    assert (stats.added, stats.replaced) == (40, 20)
+    assert engine.store.count() == len(engine.live) == 170
+    assert query_answers(engine, docs[:6])[:2] != [] and len(before_answers) == 12
     engine.close()
 
 
-# --- (5) a process killed mid-run leaves the previous index --------------------------------------------------
-def test_killed_indexing_process_keeps_previous_index(setup, index_copy, vector_docs, write_jsonl):
+# --- (5) a process killed mid-run leaves exactly the batches it committed ----------------------------------
+def test_killed_indexing_process_keeps_the_committed_batches(setup, index_copy, vector_docs, write_jsonl):
     root, docs, corpus, model, _ = setup
-    engine = Engine.load(index_copy)
-    before_answers = query_answers(engine, docs[:6])
-    engine.close()
-    before_files = file_bytes(index_copy)
-    big = write_jsonl(index_copy.parent / "big.jsonl", vector_docs(17000, seed=21, prefix="b"))  # 3 batches
+    big_docs = vector_docs(20, seed=21, prefix="b")
+    big = write_jsonl(index_copy.parent / "big.jsonl", big_docs)
     marker = index_copy.parent / "two-batches-written"
-    # the child is `semhash index` with a fault-injection hook: after its second batch is in the store it
-    # says so and stops, so the kill lands mid-run every time, with no timing guess
+    # the child indexes in batches of 5 with a fault-injection hook: after its second batch is committed
+    # it says so and stops, so the kill lands mid-run every time, with no timing guess
     child = (
         "import sys, time\n"
         "import semhash.indexer as ix\n"
+        "import semhash.corpus as corpus\n"
         "real, calls = ix.write_batch, []\n"
         "def paused(*a, **k):\n"
         "    out = real(*a, **k)\n"
@@ -377,18 +397,17 @@ def test_killed_indexing_process_keeps_previous_index(setup, index_copy, vector_
         "        time.sleep(600)\n"
         "    return out\n"
         "ix.write_batch = paused\n"
-        "from semhash.cli import main\n"
-        f"sys.argv = ['semhash', 'index', {str(big)!r}, '-o', {str(index_copy)!r}, '-q']\n"
-        "main()\n")
+        "from semhash.engine import Engine\n"
+        f"engine = Engine.load({str(index_copy)!r})\n"
+        f"engine.index(corpus.Corpus({str(big)!r}, batch_size=5), progress=False)\n")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 120
     try:
         while not marker.exists():
-            assert proc.poll() is None, f"semhash index ended before its second batch: {proc.communicate()}"
+            assert proc.poll() is None, f"the indexing ended before its second batch: {proc.communicate()}"
             assert time.monotonic() < deadline, "the second batch was not written within 120 s"
             time.sleep(0.01)
-        assert any(p.name.startswith(f".{index_copy.name}.tmp-") for p in index_copy.parent.iterdir())
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -396,11 +415,15 @@ def test_killed_indexing_process_keeps_previous_index(setup, index_copy, vector_
             proc.kill()
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert file_bytes(index_copy) == before_files
     reopened = Engine.load(index_copy)
-    assert reopened.store.count() == len(reopened.ann) == 120
-    assert query_answers(reopened, docs[:6]) == before_answers
+    ids = {it.ext_id for it in reopened.store.fetch(reopened.store.all_codes()[0])}
+    assert ids == {d["id"] for d in docs} | {d["id"] for d in big_docs[:10]}  # the two committed batches
+    assert len(reopened.live) == 130
+    hits = reopened.query(big_docs[0]["vector"], k=1, radius=0)
+    assert hits[0].distance == 0
     reopened.close()
+    assert sorted(p.name for p in index_copy.iterdir()) == sorted([MANIFEST, "model", SQLITE_FILE])
+    assert dot_entries(index_copy.parent) == []
 
 
 # --- (6) refused indexes -----------------------------------------------------------------------------------------
@@ -442,43 +465,21 @@ def test_newer_format_and_corrupt_manifest_are_refused(index_copy):
         Engine.load(index_copy.parent)
 
 
-def test_store_and_faiss_disagreeing_is_refused_and_rebuild_fixes_it(index_copy):
+def test_the_store_is_the_index_changes_made_there_are_what_it_answers(index_copy):
+    """Another program (or another engine) deleting from the store: the next load answers without them."""
     store = Store(sqlite_url(index_copy / SQLITE_FILE), None)
     removed, _ = store.delete(["v3", "v7"])
     store.close()
     assert len(removed) == 2
-    with pytest.raises(IndexError_) as err:
-        Engine.load(index_copy)
-    assert "118 items but the FAISS index 120" in str(err.value)
-    assert f"semhash rebuild {index_copy}" in str(err.value)
-
     result = CliRunner().invoke(main, ["rebuild", str(index_copy)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"index": str(index_copy), "items": 118}
     engine = Engine.load(index_copy)
-    assert engine.store.count() == len(engine.ann) == len(engine.buckets) == 118
-    ids = {it.ext_id for it in engine.store.fetch(engine.ann.contents()[0])}
+    assert engine.store.count() == len(engine.live) == 118
+    ids = {h.id for h in engine.query([0.0] * 16, k=None, radius=16)}
     assert "v3" not in ids and "v7" not in ids and len(ids) == 118
-    assert engine.manifest["counts"]["items"] == engine.manifest["counts"]["faiss"] == 118
     engine.close()
     assert dot_entries(index_copy.parent) == []
-
-
-def test_rebuild_clears_an_unfinished_run_in_a_sqlite_store(index_copy):
-    """A store marked as mid-change is refused; `semhash rebuild` must clear the mark in the store that
-    goes into place (not in the copy it replaces)."""
-    store = Store(sqlite_url(index_copy / SQLITE_FILE), None)
-    store.set_meta("pending", "5")
-    store.close()
-    with pytest.raises(IndexError_, match=f"semhash rebuild {index_copy}"):
-        Engine.load(index_copy)
-    result = CliRunner().invoke(main, ["rebuild", str(index_copy)])
-    assert result.exit_code == 0, result.output
-    engine = Engine.load(index_copy)
-    assert engine.manifest["generation"] == 5
-    assert engine.store.get_meta("pending") == "" and engine.store.get_meta("generation") == "5"
-    assert engine.store.count() == 120
-    engine.close()
 
 
 def test_directory_that_is_not_an_index_is_refused(setup, tmp_path):
@@ -567,8 +568,8 @@ def test_query_iter_builds_answers_in_bounded_groups(setup, monkeypatch):
     want = engine.query_batch(queries, k=None, radius=16)
     sizes = []
     real = engine._answers
-    monkeypatch.setattr(engine, "_answers", lambda ids, res, scores=None: sizes.append(len(res.row_ids)) or
-                        real(ids, res, scores))
+    monkeypatch.setattr(engine, "_answers", lambda ids, res, scores=None, version=None:
+                        sizes.append(len(res.row_ids)) or real(ids, res, scores, version))
     got = list(engine.query_iter(queries, k=None, radius=16, max_hits=50))
     assert got == want
     assert sum(sizes) == sum(len(a.hits) for a in want) and len(sizes) > 1
@@ -591,8 +592,8 @@ def test_query_iter_searches_in_blocks_with_the_same_answers(setup, monkeypatch)
     everything = engine.query_batch(queries[:2], k=2 ** 64)
     assert [len(a.hits) for a in everything] == [120, 120]
     searched = []
-    real = engine.searcher.search
-    monkeypatch.setattr(engine.searcher, "search", lambda codes, **kw: searched.append(len(codes)) or real(codes, **kw))
+    real = engine.live.search
+    monkeypatch.setattr(engine.live, "search", lambda codes, **kw: searched.append(len(codes)) or real(codes, **kw))
     monkeypatch.setattr(engine_mod, "SPAN_BLOCK", 1)
     assert engine.query_batch(queries, k=5) == want_knn
     assert engine.query_batch(queries, k=None, radius=3) == want_radius
@@ -601,15 +602,12 @@ def test_query_iter_searches_in_blocks_with_the_same_answers(setup, monkeypatch)
 
 
 @pytest.mark.parametrize("value", ["x", "1e3", "-1", "9" * 40])
-def test_a_damaged_generation_in_the_store_is_refused_and_rebuild_repairs_it(index_copy, value):
+def test_a_damaged_version_in_the_store_is_an_error_not_a_traceback(index_copy, value):
     store = Store(sqlite_url(index_copy / SQLITE_FILE), BITS)
     with store._transaction(write=True, doing="test") as conn:  # what a damaged file would hold
-        conn.exec_driver_sql("UPDATE semhash_meta SET value = ? WHERE key = 'generation'", (value,))
+        conn.exec_driver_sql("UPDATE semhash_meta SET value = ? WHERE key = 'version'", (value,))
     store.close()
-    with pytest.raises(IndexError_) as e:
+    with pytest.raises(SemhashError, match="damaged"):
         Engine.load(index_copy)
-    assert "run `semhash rebuild" in str(e.value)
-    engine = Engine.rebuild(index_copy)
-    assert engine.store.count() == 120
-    engine.close()
-    assert Engine.load(index_copy).store.count() == 120
+    result = CliRunner().invoke(main, ["info", str(index_copy)])
+    assert result.exit_code == 1 and result.stderr.startswith("Error: ") and "damaged" in result.stderr

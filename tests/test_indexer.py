@@ -1,4 +1,4 @@
-"""The indexer: batches through the model into the store, counts, empty feature rows, derived structures."""
+"""The indexer: batches through the model into the store (one change each), counts, empty feature rows."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from semhash.corpus import Corpus
 from semhash.errors import ModelError
-from semhash.indexer import check_corpus, derive, empty_rows, index_corpus, write_batch
+from semhash.indexer import check_corpus, empty_rows, index_corpus, write_batch
 from semhash.store import Store, sqlite_url
 
 
@@ -25,7 +25,7 @@ def model_and_docs(vector_docs, fit_tiny_model, tmp_path_factory, write_jsonl):
     return fit_tiny_model(path, bits=16), docs
 
 
-def test_index_corpus_counts_and_derive_agrees_with_the_store(model_and_docs, tmp_path, write_jsonl):
+def test_index_corpus_counts_and_one_store_change_per_batch(model_and_docs, tmp_path, write_jsonl):
     model, docs = model_and_docs
     zero = [{"id": f"z{i}", "vector": [0.0] * len(docs[0]["vector"])} for i in range(3)]
     path = write_jsonl(tmp_path / "c.jsonl", docs[:40] + zero)
@@ -33,15 +33,13 @@ def test_index_corpus_counts_and_derive_agrees_with_the_store(model_and_docs, tm
     stats = index_corpus(model, store, Corpus(path, batch_size=7), progress=False)
     assert not np.asarray(model.features(Corpus(path).read_all()))[40:].any()  # zero vectors stay zero rows
     assert (stats.added, stats.replaced, stats.empty) == (43, 0, 3)
-    again = write_batch(model, store, Corpus(path).read_all())
-    assert (again.added, again.replaced) == (0, 43)
-    buckets, ann = derive(store)
-    row_ids, codes = store.all_codes()
-    assert len(buckets) == len(ann) == store.count() == 43
-    assert sorted(buckets.row_ids.tolist()) == row_ids.tolist()
-    ann_ids, ann_codes = ann.contents()
-    assert np.array_equal(ann_ids, row_ids) and np.array_equal(ann_codes, codes)
-    assert np.array_equal(codes, model.encode(Corpus(path).read_all()))  # row ids follow the corpus order
+    assert stats.version == store.version() == 7  # 43 records in batches of 7: seven transactions
+    again, result, codes = write_batch(model, store, Corpus(path).read_all())
+    assert (again.added, again.replaced, again.version) == (0, 43, 8)
+    assert result.replaced.all() and np.array_equal(codes, model.encode(Corpus(path).read_all()))
+    row_ids, stored = store.all_codes()
+    assert store.count() == 43 and np.array_equal(row_ids, np.arange(43))
+    assert np.array_equal(stored, codes)  # row ids follow the corpus order
     store.close()
 
 

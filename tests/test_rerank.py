@@ -1,4 +1,4 @@
-"""Re-ranking: kept features (index, add/upsert/remove, compaction, save/load, rebuild, SQLite and PostgreSQL)
+"""Re-ranking: kept features (index, add/upsert/remove, failures, save/load, SQLite and PostgreSQL)
 and `rerank=True` / `--rerank` checked against brute-force cosine over the code search's candidates."""
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 import scipy.sparse as sp
 
 import semhash.indexer
-import semhash.rerank
-from semhash.engine import MANIFEST, SQLITE_FILE, Engine, _batch_from_dicts
+from semhash.engine import Engine, _batch_from_dicts
 from semhash.errors import ConfigError, IndexError_, SemhashError
-from semhash.rerank import FEATURES_DIR
+from semhash.fsutil import MANIFEST
+from semhash.indexdir import SQLITE_FILE
 from semhash.store import Store, sqlite_url
 
 from helpers import file_bytes, run
@@ -134,8 +134,7 @@ def test_vector_rerank_equals_brute_force(vectors, vector_docs):
 # --- (2) add, upsert, remove keep the features consistent -------------------------------------------------------
 def check_features(engine: Engine, records: dict[str, dict]) -> None:
     """Every stored item's kept features are the features of its latest record; nothing else is kept."""
-    meta = engine.manifest["features"]
-    assert meta["rows"] == engine.store.count() == len(records)
+    assert engine.store.count_features() == engine.store.count() == len(records)
     row_of = engine.store.row_ids_for(list(records))
     assert set(row_of) == set(records)
     if not records:
@@ -145,20 +144,14 @@ def check_features(engine: Engine, records: dict[str, dict]) -> None:
     fresh = engine.model.features(_batch_from_dicts([records[e] for e in ids]))
     kept, fresh = (kept.toarray(), fresh.toarray()) if sp.issparse(kept) else (kept, fresh)
     np.testing.assert_array_equal(kept, fresh)
-    # compaction keeps the folder from growing without bound
-    stored = sum(s["rows"] for s in meta["segments"])
-    assert stored <= 2 * len(records) and len(meta["segments"]) <= semhash.rerank.MAX_SEGMENTS + 1
-    on_disk = {p.name.split(".")[0] for p in (engine.directory / FEATURES_DIR).iterdir()}
-    assert on_disk == {s["name"] for s in meta["segments"]}
 
 
 def all_ids(engine: Engine, query) -> list[str]:
     return [h.id for h in engine.query(query, k=None, radius=BITS, rerank=True)]
 
 
-def test_add_upsert_remove(text, text_copy, topic_docs, monkeypatch):
+def test_add_upsert_remove(text, text_copy, topic_docs):
     root, docs, corpus, model, _ = text
-    monkeypatch.setattr(semhash.rerank, "MAX_SEGMENTS", 3)
     engine = Engine.load(text_copy)
     records = {d["id"]: d for d in docs}
     check_features(engine, records)
@@ -184,12 +177,12 @@ def test_add_upsert_remove(text, text_copy, topic_docs, monkeypatch):
     check_features(engine, records)
     for q in QUERIES:
         assert sorted(all_ids(engine, q)) == sorted(records)
-    # many small updates: segments are compacted into one past MAX_SEGMENTS
+    # many small updates, each one transaction
     for i in range(5):
         engine.add([{"id": f"late{i}", "text": f"moon rocket {'goal ' * i}"}])
         records[f"late{i}"] = {"id": f"late{i}", "text": f"moon rocket {'goal ' * i}"}
         check_features(engine, records)
-    engine.add([dict(records["doc3"], text="oven oven oven")])  # the same id again, in the latest segment
+    engine.add([dict(records["doc3"], text="oven oven oven")])  # the same id again: its features replaced
     records["doc3"] = dict(records["doc3"], text="oven oven oven")
     check_features(engine, records)
     answers = [got(engine.query(q, k=5, rerank=True)) for q in QUERIES]
@@ -197,58 +190,60 @@ def test_add_upsert_remove(text, text_copy, topic_docs, monkeypatch):
     engine.close()
     reopened = Engine.load(text_copy)
     check_features(reopened, records)
-    assert [got(reopened.query(q, k=5, rerank=True)) for q in QUERIES] == answers
+    # (a fresh build may mark other hits `filled`: its search before the fill can stop sooner than one over a delta)
+    assert [got(reopened.query(q, k=5, rerank=True)) for q in QUERIES] == \
+        [brute_force(reopened, records, q, 5, 2, 100) for q in QUERIES]
+    assert [[h[:3] for h in a] for a in answers] == \
+        [[h[:3] for h in got(reopened.query(q, k=5, rerank=True))] for q in QUERIES]
     # everything removed: the empty index still answers, with nothing
     reopened.remove(list(records))
     assert reopened.query("moon", k=3, rerank=True) == []
-    assert reopened.manifest["features"]["rows"] == 0
+    assert reopened.store.count_features() == 0
     reopened.close()
 
 
 def test_failed_add_leaves_the_index_and_its_features_intact(text, text_copy, monkeypatch):
+    """Items and their features are one transaction: a failure while writing the features writes neither."""
     root, docs, corpus, model, _ = text
     engine = Engine.load(text_copy)
     before = [got(engine.query(q, k=5, rerank=True)) for q in QUERIES]
-    before_files = file_bytes(text_copy)
-    real = semhash.rerank.FeatureStore.append
+    version = engine.store.version()
+    real = Store._put_features
 
-    def failing(self, row_ids, X):
-        real(self, row_ids, X)
+    def failing(self, conn, row_ids, blobs):
+        real(self, conn, row_ids, blobs)
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(semhash.rerank.FeatureStore, "append", failing)
+    monkeypatch.setattr(Store, "_put_features", failing)
     with pytest.raises(RuntimeError, match="disk on fire"):
         engine.add([{"id": "doc5", "text": "oven oven"}, {"id": "fresh", "text": "moon"}])
-    assert file_bytes(text_copy) == before_files
+    assert engine.store.version() == version and engine.store.count() == engine.store.count_features() == 90
     assert [got(engine.query(q, k=5, rerank=True)) for q in QUERIES] == before
     assert sorted(p.name for p in text_copy.parent.iterdir()) == ["idx"]
-    monkeypatch.setattr(semhash.rerank.FeatureStore, "append", real)
+    monkeypatch.setattr(Store, "_put_features", real)
     reopened = Engine.load(text_copy)
     assert [got(reopened.query(q, k=5, rerank=True)) for q in QUERIES] == before
     reopened.close()
     engine.close()
 
 
-def test_keep_features_false_drops_them_and_they_cannot_be_added_later(text, text_copy, tmp_path):
+def test_keep_features_is_decided_when_the_index_is_made(text, text_copy, tmp_path):
     root, docs, corpus, model, _ = text
     engine = Engine.load(text_copy)
-    engine.index(corpus, progress=False, keep_features=False)
-    assert engine.manifest["features"] is None and not (text_copy / FEATURES_DIR).exists()
-    assert engine.info()["features"] == {"kept": False}
-    with pytest.raises(IndexError_, match="keeps no features"):
-        engine.query("moon", rerank=True)
     before = file_bytes(text_copy)
-    with pytest.raises(IndexError_, match="built without --keep-features"):
-        engine.index(corpus, progress=False, keep_features=True)
+    with pytest.raises(IndexError_, match="keeps features; it keeps them for every item"):
+        engine.index(corpus, progress=False, keep_features=False)
     assert file_bytes(text_copy) == before
+    engine.close()
     # an index that keeps features keeps them up to date without being asked again
     fresh = Engine(model)
     fresh.index(corpus, tmp_path / "new", progress=False, keep_features=True)
     fresh.add([{"id": "x", "text": "moon moon"}])
     fresh.index(corpus, progress=False)
     check_features(fresh, {**{d["id"]: d for d in docs}, "x": {"id": "x", "text": "moon moon"}})
+    assert fresh.info()["features"] == {"kept": True, "layout": "sparse", "dtype": "float32", "dim": model.featurizer.dim,
+                                        "rows": 91}
     fresh.close()
-    engine.close()
 
 
 # --- (3) no features: a clear error -------------------------------------------------------------------------------
@@ -256,7 +251,7 @@ def test_rerank_without_features_is_a_clear_error(text, tmp_path):
     root, docs, corpus, model, _ = text
     engine = Engine(model)
     engine.index(corpus, tmp_path / "plain", progress=False)
-    assert engine.manifest["features"] is None
+    assert engine.manifest.features is None
     message = (f"the index at {(tmp_path / 'plain').absolute()} keeps no features, so it cannot re-rank; index the "
                "corpus again into a new directory with --keep-features (`semhash index CORPUS -o NEW_DIR "
                "--keep-features`; keep_features=True in Python), or query without --rerank")
@@ -288,48 +283,26 @@ def test_bad_rerank_options(text):
     assert result.exit_code == 1 and result.stderr == "Error: candidates must be at least k (10), got 5\n"
 
 
-# --- (4) save/load, rebuild ---------------------------------------------------------------------------------------
-def test_save_load_and_rebuild_round_trip(text, text_copy, tmp_path):
+# --- (4) save/load ------------------------------------------------------------------------------------------------
+def test_save_load_round_trip(text, text_copy, tmp_path):
     root, docs, corpus, model, _ = text
     engine = Engine.load(text_copy)
     before = [got(a.hits) for a in engine.query_batch(QUERIES, k=5, rerank=True)]
     info = engine.info()["features"]
     assert info["kept"] is True and info["layout"] == "sparse" and info["rows"] == 90
-    assert info["bytes"] == sum(p.stat().st_size for p in (text_copy / FEATURES_DIR).iterdir()) > 0
     engine.save(tmp_path / "saved")
     engine.close()
     saved = Engine.load(tmp_path / "saved")
     assert [got(a.hits) for a in saved.query_batch(QUERIES, k=5, rerank=True)] == before
     saved.close()
-    # rebuild keeps the features when the store is in step with them
-    rebuilt = Engine.rebuild(text_copy)
-    assert rebuilt.dropped_features is None
-    assert [got(a.hits) for a in rebuilt.query_batch(QUERIES, k=5, rerank=True)] == before
-    rebuilt.close()
-    # items deleted behind the index's back: rebuild keeps the features of the others
+    # items deleted behind the index's back: their features go with them, the others' stay
     store = Store(sqlite_url(text_copy / SQLITE_FILE), None)
     store.delete(["doc0", "doc1"])
     store.close()
-    result = run("rebuild", text_copy)
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"index": str(text_copy), "items": 88, "features": "kept"}
     engine = Engine.load(text_copy)
-    assert engine.manifest["features"]["rows"] == 88
+    assert engine.store.count_features() == 88
     ids = all_ids(engine, "moon")
     assert len(ids) == 88 and "doc0" not in ids and "doc1" not in ids
-    engine.close()
-    # a store left mid-change cannot vouch for the features: rebuild drops them and says so
-    store = Store(sqlite_url(text_copy / SQLITE_FILE), None)
-    store.set_meta("pending", "9")
-    store.close()
-    result = run("rebuild", text_copy)
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"index": str(text_copy), "items": 88, "features": "dropped"}
-    assert "Dropped the kept features: the store was changed by a run that did not finish" in result.stderr
-    engine = Engine.load(text_copy)
-    assert engine.manifest["features"] is None and not (text_copy / FEATURES_DIR).exists()
-    with pytest.raises(IndexError_, match="keeps no features"):
-        engine.query("moon", rerank=True)
     engine.close()
 
 
@@ -368,7 +341,6 @@ def test_cli_keep_features_rerank_and_info(text, tmp_path):
         assert scores == sorted(scores, reverse=True)
     info = json.loads(run("info", tmp_path / "idx").stdout)
     assert info["features"]["kept"] is True and info["features"]["rows"] == 90
-    assert info["features"]["bytes_per_item"] == round(info["features"]["bytes"] / 90, 2)
     assert info["manifest"]["features"]["layout"] == "sparse"
     # the features survive a plain re-index and a delete
     assert json.loads(run("index", corpus, "-o", tmp_path / "idx", "-q").stdout)["features"] is True
@@ -395,8 +367,7 @@ def test_postgresql(text, tmp_path, pg_url, pg_namespace, monkeypatch):
     engine = Engine(model)
     engine.index(corpus, tmp_path / "pg", db_url=pg_url, namespace=pg_namespace, progress=False,
                  keep_features=True)
-    assert sorted(p.name for p in (tmp_path / "pg").iterdir()) == sorted([MANIFEST, "model", "faiss.index",
-                                                                          FEATURES_DIR])
+    assert sorted(p.name for p in (tmp_path / "pg").iterdir()) == sorted([MANIFEST, "model"])
     sqlite = Engine.load(index_dir)
     want = [got(a.hits) for a in sqlite.query_batch(QUERIES, k=5, rerank=True)]
     sqlite.close()
@@ -412,8 +383,7 @@ def test_postgresql(text, tmp_path, pg_url, pg_namespace, monkeypatch):
     engine.close()
     reopened = Engine.load(tmp_path / "pg")
     check_features(reopened, records)
-    # a run that fails after changing the database in place: the index asks for a rebuild, and the rebuild
-    # drops the features it cannot vouch for
+    # a run that fails mid-way: the batches before the failure are committed with their features
     calls = []
     real = semhash.indexer.write_batch
 
@@ -428,10 +398,9 @@ def test_postgresql(text, tmp_path, pg_url, pg_namespace, monkeypatch):
     with pytest.raises(RuntimeError):
         reopened.index(Corpus(corpus, batch_size=30), progress=False)
     reopened.close()
-    with pytest.raises(IndexError_, match="semhash rebuild"):
-        Engine.load(tmp_path / "pg")
-    rebuilt = Engine.rebuild(tmp_path / "pg")
-    assert rebuilt.dropped_features and rebuilt.manifest["features"] is None
-    with pytest.raises(IndexError_, match="keeps no features"):
-        rebuilt.query("moon", rerank=True)
-    rebuilt.close()
+    records.update({d["id"]: d for d in docs[:30]})
+    again = Engine.load(tmp_path / "pg")
+    check_features(again, records)
+    assert [got(a.hits) for a in again.query_batch(QUERIES, k=5, rerank=True)] == \
+        [brute_force(again, records, q, 5, 2, 100) for q in QUERIES]
+    again.close()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from semhash.errors import StoreError
-from semhash.store import Item, MissingItemError, Store, UpsertResult, sqlite_url
+from semhash.store import SCHEMA_VERSION, Item, MissingItemError, Store, UpsertResult, sqlite_url
 
 from helpers import pg_url_or_reason
 
@@ -266,7 +266,7 @@ def test_reopen_existing_store(backend):
     rids, got = again.all_codes()
     assert np.array_equal(rids, r.row_ids) and np.array_equal(got, codes)
     assert again.get_meta("model_checksum") == "abc123"
-    assert again.get_meta("bits") == "32" and again.get_meta("schema_version") == "1"
+    assert again.get_meta("bits") == "32" and again.get_meta("schema_version") == str(SCHEMA_VERSION)
     assert again.get_meta("absent") is None
     more = again.upsert(["r9"], codes[:1])
     assert more.row_ids[0] == r.row_ids.max() + 1
