@@ -517,32 +517,51 @@ class Store:
     def _lock(self, conn: sa.Connection) -> None:
         """Serialize writers on PostgreSQL (SQLite already holds BEGIN IMMEDIATE's write lock); a writer
         waits for another at most `write_timeout` seconds."""
-        if self._pg:
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(self.write_timeout * 1000))}")
-            conn.exec_driver_sql(f"LOCK TABLE {self._items_q} IN SHARE ROW EXCLUSIVE MODE")
+        if self._pg:  # two statements, no parameters: one round trip
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(self.write_timeout * 1000))}; "
+                                 f"LOCK TABLE {self._items_q} IN SHARE ROW EXCLUSIVE MODE")
 
-    def _log_change(self, conn: sa.Connection, row_ids: Sequence[int]) -> int:
+    def _write_state(self, conn: sa.Connection) -> dict[str, int]:
+        """A writer's view of the store, in one query: the next row id (the meta value, or past the largest
+        row id if that is higher), the version and the log floor."""
+        m = self._meta_q
+        cur = conn.connection.cursor()
+        try:
+            cur.execute(f"SELECT key, value FROM {m} WHERE key IN ('next_row_id', 'version', 'log_floor') "
+                        f"UNION ALL SELECT 'top', CAST(max(row_id) AS TEXT) FROM {self._items_q}")
+            values = dict(cur.fetchall())
+        finally:
+            cur.close()
+        top = values.get("top")
+        return {"next_row_id": max(_int_meta(values.get("next_row_id")), -1 if top is None else int(top) + 1),
+                "version": _int_meta(values.get("version")), "log_floor": _int_meta(values.get("log_floor"))}
+
+    def _log_change(self, conn: sa.Connection, state: dict[str, int], row_ids: Sequence[int],
+                    next_row_id: int | None = None) -> int:
         """Make this transaction's write one change: bump the version, log the rows it touched, trim the
-        log to the last LOG_KEEP versions. Returns the new version."""
-        m = self._meta
-        values = dict(conn.execute(sa.select(m.c.key, m.c.value).where(m.c.key.in_(("version", "log_floor")))).all())
-        version, floor = _int_meta(values.get("version")) + 1, _int_meta(values.get("log_floor"))
+        log to the last LOG_KEEP versions, store the next row id. Returns the new version."""
+        version, floor = state["version"] + 1, state["log_floor"]
         rids = list(row_ids)
+        p = self._param
         if len(rids) > LOG_MAX_ROWS:
             floor = version  # too large to log: readers behind it read the store again
-        elif rids:
-            if self._sqlite:
-                conn.exec_driver_sql(f"INSERT INTO {self._log_q} (version, row_id) VALUES (?, ?)",
-                                     [(version, int(r)) for r in rids])
-            else:
-                conn.exec_driver_sql(f"INSERT INTO {self._log_q} (version, row_id) "
-                                     f"SELECT %(v)s, unnest(%(r)s::bigint[])",
-                                     {"v": version, "r": "{" + ",".join(map(str, rids)) + "}"})
+            rids = []
+        elif self._sqlite and rids:
+            conn.exec_driver_sql(f"INSERT INTO {self._log_q} (version, row_id) VALUES (?, ?)",
+                                 [(version, int(r)) for r in rids])
         if version - LOG_KEEP > floor and version % 64 == 0:
             floor = version - LOG_KEEP
-        conn.execute(self._log.delete().where(self._log.c.version <= floor))
-        for key, value in (("version", version), ("log_floor", floor)):
-            conn.execute(m.update().where(m.c.key == key).values(value=str(value)))
+        if floor != state["log_floor"]:
+            conn.exec_driver_sql(f"DELETE FROM {self._log_q} WHERE version <= {int(floor)}")
+        new = (str(version), str(floor), str(state["next_row_id"] if next_row_id is None else next_row_id))
+        update = (f"UPDATE {self._meta_q} SET value = CASE key WHEN 'version' THEN {p} WHEN 'log_floor' THEN {p} "
+                  f"ELSE {p} END WHERE key IN ('version', 'log_floor', 'next_row_id')")
+        if self._pg and rids:  # the log rows and the meta update in one statement (one round trip)
+            conn.exec_driver_sql(f"WITH logged AS (INSERT INTO {self._log_q} (version, row_id) "
+                                 f"SELECT %s, unnest(%s::bigint[])) {update}",
+                                 (version, "{" + ",".join(map(str, rids)) + "}", *new))
+        else:
+            conn.exec_driver_sql(update, new)
         return version
 
     def _select_in(self, conn: sa.Connection, columns: Sequence[str], key: str, values: Sequence
@@ -616,18 +635,6 @@ class Store:
                 raise StoreError(f"item ids must be strings, got {type(e).__name__} {e!r}")
         return ids
 
-    def _next_row_id(self, conn: sa.Connection) -> int:
-        m, t = self._meta, self._items
-        stored = conn.execute(sa.select(m.c.value).where(m.c.key == "next_row_id")).scalar()
-        top = conn.execute(sa.select(sa.func.max(t.c.row_id))).scalar()
-        return max(int(stored or 0), -1 if top is None else int(top) + 1)
-
-    def _set_next_row_id(self, conn: sa.Connection, value: int) -> None:
-        m = self._meta
-        done = conn.execute(m.update().where(m.c.key == "next_row_id").values(value=str(value))).rowcount
-        if not done:
-            conn.execute(m.insert().values(key="next_row_id", value=str(value)))
-
     # ------------------------------------------------------------- public API
     def __repr__(self) -> str:
         return f"Store({self._masked!r}, bits={self.bits}, namespace={self.namespace!r})"
@@ -687,18 +694,19 @@ class Store:
         old_codes = np.zeros((n, self._nbytes), dtype=np.uint8)
         if n == 0:
             return UpsertResult(row_ids, replaced, old_codes)
-        t = self._items
         with self._transaction(write=True, doing="storing items") as conn:
             self._lock(conn)
-            empty = conn.execute(sa.select(t.c.row_id).limit(1)).first() is None
+            state = self._write_state(conn)
+            next_id = state["next_row_id"]
+            # a first bulk load into an empty store skips looking up ids that cannot be there
+            empty = n > 1000 and next_id == 0
             existing = {} if empty else {
                 r[0]: r[1:] for r in self._select_in(conn, ("ext_id", "row_id", "code", "payload", "labels"),
                                                      "ext_id", ids)}
-            next_id = self._next_row_id(conn)
             if not existing:  # all new
                 row_ids[:] = np.arange(next_id, next_id + n, dtype=np.int64)
                 self._insert_rows(conn, list(zip(range(next_id, next_id + n), ids, values, pay_json, lab_json)))
-                self._set_next_row_id(conn, next_id + n)
+                next_id += n
             else:
                 hits = [existing.get(e) for e in ids]
                 new_pos = [i for i, h in enumerate(hits) if h is None]
@@ -708,7 +716,7 @@ class Store:
                     row_ids[new_pos] = np.asarray(new_ids, dtype=np.int64)
                     self._insert_rows(conn, [(rid, ids[i], values[i], pay_json[i], lab_json[i])
                                              for rid, i in zip(new_ids, new_pos)])
-                    self._set_next_row_id(conn, next_id + len(new_pos))
+                    next_id += len(new_pos)
                 old_rids = [hits[i][0] for i in old_pos]
                 row_ids[old_pos] = np.asarray(old_rids, dtype=np.int64)
                 replaced[old_pos] = True
@@ -720,13 +728,16 @@ class Store:
                     self._update_rows(conn, changed)
             if features is not None:
                 self._put_features(conn, row_ids.tolist(), features)
-            version = self._log_change(conn, row_ids.tolist())
+            version = self._log_change(conn, state, row_ids.tolist(), next_id)
         return UpsertResult(row_ids, replaced, old_codes, version)
 
     def _put_features(self, conn: sa.Connection, row_ids: list[int], blobs: Sequence[bytes]) -> None:
         rows = [(r, bytes(b)) for r, b in zip(row_ids, blobs)]
         if self._sqlite:
             conn.exec_driver_sql(f"INSERT OR REPLACE INTO {self._features_q} (row_id, data) VALUES (?, ?)", rows)
+        elif len(rows) < 64:
+            conn.exec_driver_sql(f"INSERT INTO {self._features_q} (row_id, data) VALUES (%s, %s) "
+                                 f"ON CONFLICT (row_id) DO UPDATE SET data = EXCLUDED.data", rows)
         else:
             self._delete_rows(conn, self._features_q, row_ids)
             with conn.connection.driver_connection.cursor() as cur:
@@ -813,7 +824,7 @@ class Store:
 
     def _insert_rows(self, conn: sa.Connection, rows: list[tuple]) -> None:
         """rows: (row_id, ext_id, code, payload, labels)."""
-        if self._copy:
+        if self._copy and len(rows) >= 64:  # COPY pays off beyond a few rows
             types = ["int8", "text", "int8" if self.bits <= 64 else "bytea", "text", "text"]
             with conn.connection.driver_connection.cursor() as cur:
                 with cur.copy(f"COPY {self._items_q} (row_id, ext_id, code, payload, labels) "
@@ -861,7 +872,7 @@ class Store:
                 return none
             self._delete_rows(conn, self._items_q, rids)
             self._delete_rows(conn, self._features_q, rids)
-            version = self._log_change(conn, rids)
+            version = self._log_change(conn, self._write_state(conn), rids)
         return Deleted(np.asarray(rids, dtype=np.int64), self._codes_from_values([r[1] for r in found]), version)
 
     def iter_codes(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
