@@ -102,6 +102,20 @@ class BucketTable:
         offsets = np.r_[starts, len(k)].astype(np.int64)
         return cls(k[starts], offsets, r)
 
+    @classmethod
+    def from_sorted(cls, keys: np.ndarray, row_ids: np.ndarray, code_bytes: int) -> "BucketTable":
+        """Build from items already in table order (keys of codes <= 64 bits, ascending; rows ascending
+        within a key): no sort, one pass."""
+        if len(keys):
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        else:
+            starts = np.zeros(0, dtype=np.int64)
+        return cls(keys[starts], np.r_[starts, len(keys)].astype(np.int64), row_ids, code_bytes)
+
+    def item_keys(self) -> np.ndarray:
+        """The key of each item, in table order (aligned with `row_ids`)."""
+        return np.repeat(self.keys, self.sizes())
+
     def distinct_codes(self) -> np.ndarray:
         """The packed code of each bucket, (d, code_bytes) uint8, in bucket order."""
         if self._codes is not None:

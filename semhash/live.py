@@ -81,11 +81,32 @@ class LiveIndex:
         self.apply(rows, np.zeros((len(rows), self.nbytes_code), np.uint8), np.zeros(len(rows), bool), version)
 
     def merge(self) -> None:
-        """Fold the delta and the tombstones into a new base (a rebuild from the arrays in memory)."""
+        """Fold the delta and the tombstones into a new base. Codes of at most 64 bits: one linear merge of
+        the base (already in table order) with the sorted delta; longer codes: a rebuild from the items."""
         if not len(self.delta_rows) and not len(self.dead):
             return
-        rows, codes = self.items()
-        self._set_base(rows, codes)
+        base = self.base
+        top = max(int(base.row_ids.max(initial=0)), int(self.delta_rows.max(initial=0)))
+        row_bits = max(1, top.bit_length())
+        if base.code_bytes > 8 or base.code_bytes * 8 + row_bits > 64 or (len(base.row_ids) and base.row_ids.min() < 0):
+            rows, codes = self.items()
+            self._set_base(rows, codes)
+            return
+        # (key, row) packed in one uint64 orders items exactly as the table does
+        shift = np.uint64(row_bits)
+        alive = ~self._in(base.row_ids, self.dead)
+        packed = (base.item_keys()[alive] << shift) | base.row_ids[alive].astype(np.uint64)
+        extra = np.sort((code_keys(self.delta_codes) << shift) | self.delta_rows.astype(np.uint64))
+        merged = np.insert(packed, np.searchsorted(packed, extra), extra)
+        rows = (merged & np.uint64((1 << row_bits) - 1)).astype(np.int64)
+        table = BucketTable.from_sorted(merged >> shift, rows, base.code_bytes)
+        self.base = table
+        self.searcher = Searcher(table, self.bits)
+        kept = self._base_sorted[~self._in(self._base_sorted, self.dead)]
+        self._base_sorted = np.insert(kept, np.searchsorted(kept, self.delta_rows), self.delta_rows)
+        self.dead = np.zeros(0, np.int64)
+        self.delta_rows = np.zeros(0, np.int64)
+        self.delta_codes = np.zeros((0, self.nbytes_code), np.uint8)
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """Every live (row id, code), the base's in bucket order, then the delta's."""
