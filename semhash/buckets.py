@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .codes import from_keys, to_keys
+from .codes import concat_ranges, from_keys, to_keys  # noqa: F401 (concat_ranges: re-exported)
 
 _FILTER_SLOTS_PER_KEY = 16
 _LOW32 = np.uint64(0xFFFFFFFF)
@@ -40,18 +40,6 @@ class _XorHash:
         for i in range(8):
             h ^= self.tables[i].take(((k >> np.uint64(8 * i)) & np.uint64(255)).astype(np.intp))
         return h
-
-
-def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The concatenation of arange(s, s + n) for each (s, n), without a Python loop: a global arange
-    shifted, run by run, by (the run's start - where the run begins in the output)."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    out = np.arange(total, dtype=np.int64)
-    out += np.repeat(np.asarray(starts, dtype=np.int64) - (np.cumsum(lengths) - lengths), lengths)
-    return out
 
 
 def code_keys(codes: np.ndarray) -> np.ndarray:

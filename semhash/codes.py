@@ -109,3 +109,15 @@ def flip_masks(bits: int, radius: int) -> np.ndarray:
     powers = np.uint64(1) << np.arange(bits - 1, -1, -1, dtype=np.uint64)  # bit i -> key bit bits-1-i
     idx = np.array(list(combinations(range(bits), radius)), dtype=np.int64)
     return np.bitwise_or.reduce(powers[idx], axis=1)
+
+
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of arange(s, s + n) for each (s, n), without a Python loop: a global arange
+    shifted, run by run, by (the run's start - where the run begins in the output)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    out = np.arange(total, dtype=np.int64)
+    out += np.repeat(np.asarray(starts, dtype=np.int64) - (np.cumsum(lengths) - lengths), lengths)
+    return out

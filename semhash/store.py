@@ -16,7 +16,8 @@ Schema (version 2)::
                labels  TEXT NOT NULL)        -- JSON list of strings
     {ns}_meta(key TEXT PRIMARY KEY, value TEXT) -- schema_version, bits, next_row_id, version,
                                                 -- log_floor, and callers' keys
-    {ns}_log(version BIGINT, row_id BIGINT)     -- the rows each change touched (the change log)
+    {ns}_log(version BIGINT, row_lo BIGINT,     -- the rows each change touched (the change log),
+             row_hi BIGINT)                     --   as runs of consecutive row ids
     {ns}_features(row_id BIGINT PRIMARY KEY,    -- kept features (for re-ranking), encoded by the
                   data BLOB)                    --   caller; written in the same transaction
 
@@ -48,7 +49,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
-from .codes import check_bits, from_keys, to_keys
+from .codes import check_bits, concat_ranges, from_keys, to_keys
 from .errors import SemhashError, StoreError
 
 __all__ = ["Store", "Item", "UpsertResult", "Deleted", "Changes", "MissingItemError", "sqlite_url",
@@ -219,6 +220,16 @@ def _int_meta(value: str | None) -> int:
     return int(text)
 
 
+def _runs(row_ids: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted distinct row ids as (first, last) runs of consecutive ids: a batch of new items is one."""
+    r = np.unique(np.asarray(row_ids, dtype=np.int64))
+    if not len(r):
+        return []
+    cut = np.flatnonzero(np.diff(r) != 1) + 1
+    starts, ends = np.r_[0, cut], np.r_[cut, len(r)] - 1
+    return list(zip(r[starts].tolist(), r[ends].tolist()))
+
+
 def _is_lock_timeout(e: BaseException) -> bool:
     """Whether a driver error says that a writer waited too long for another's lock."""
     orig = getattr(e, "orig", e)
@@ -384,7 +395,8 @@ class Store:
         self._log = sa.Table(
             f"{ns}_log", md,
             sa.Column("version", sa.BigInteger(), nullable=False),
-            sa.Column("row_id", sa.BigInteger(), nullable=False),
+            sa.Column("row_lo", sa.BigInteger(), nullable=False),
+            sa.Column("row_hi", sa.BigInteger(), nullable=False),
             sa.Index(f"{ns}_log_version_idx", "version"),
         )
         self._features = sa.Table(
@@ -546,9 +558,10 @@ class Store:
         if len(rids) > LOG_MAX_ROWS:
             floor = version  # too large to log: readers behind it read the store again
             rids = []
-        elif self._sqlite and rids:
-            conn.exec_driver_sql(f"INSERT INTO {self._log_q} (version, row_id) VALUES (?, ?)",
-                                 [(version, int(r)) for r in rids])
+        runs = _runs(rids)
+        if self._sqlite and runs:
+            conn.exec_driver_sql(f"INSERT INTO {self._log_q} (version, row_lo, row_hi) VALUES (?, ?, ?)",
+                                 [(version, lo, hi) for lo, hi in runs])
         if version - LOG_KEEP > floor and version % 64 == 0:
             floor = version - LOG_KEEP
         if floor != state["log_floor"]:
@@ -556,10 +569,11 @@ class Store:
         new = (str(version), str(floor), str(state["next_row_id"] if next_row_id is None else next_row_id))
         update = (f"UPDATE {self._meta_q} SET value = CASE key WHEN 'version' THEN {p} WHEN 'log_floor' THEN {p} "
                   f"ELSE {p} END WHERE key IN ('version', 'log_floor', 'next_row_id')")
-        if self._pg and rids:  # the log rows and the meta update in one statement (one round trip)
-            conn.exec_driver_sql(f"WITH logged AS (INSERT INTO {self._log_q} (version, row_id) "
-                                 f"SELECT %s, unnest(%s::bigint[])) {update}",
-                                 (version, "{" + ",".join(map(str, rids)) + "}", *new))
+        if self._pg and runs:  # the log rows and the meta update in one statement (one round trip)
+            conn.exec_driver_sql(f"WITH logged AS (INSERT INTO {self._log_q} (version, row_lo, row_hi) "
+                                 f"SELECT %s, unnest(%s::bigint[]), unnest(%s::bigint[])) {update}",
+                                 (version, "{" + ",".join(str(r[0]) for r in runs) + "}",
+                                  "{" + ",".join(str(r[1]) for r in runs) + "}", *new))
         else:
             conn.exec_driver_sql(update, new)
         return version
@@ -788,6 +802,9 @@ class Store:
         append = out.append
         for e, p in zip(ids, payloads):
             if type(p) is dict:
+                if not p:  # most items carry no payload
+                    append("{}")
+                    continue
                 try:
                     append(_dumps(p))
                 except (TypeError, ValueError, RecursionError) as err:
@@ -943,16 +960,16 @@ class Store:
                                reload=True)
             cur = conn.connection.cursor()
             try:
-                cur.execute(f"SELECT DISTINCT l.row_id, i.code FROM {self._log_q} AS l LEFT JOIN {self._items_q} "
-                            f"AS i ON i.row_id = l.row_id WHERE l.version > {int(version)} ORDER BY l.row_id")
-                rows = cur.fetchall()
+                cur.execute(f"SELECT row_lo, row_hi FROM {self._log_q} WHERE version > {int(version)}")
+                runs = np.asarray(cur.fetchall(), dtype=np.int64).reshape(-1, 2)
             finally:
                 cur.close()
-        rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        present = np.fromiter((r[1] is not None for r in rows), dtype=bool, count=len(rows))
-        codes = np.zeros((len(rows), nb), np.uint8)
-        if present.any():
-            codes[present] = self._codes_from_values([r[1] for r in rows if r[1] is not None])
+            rids = np.unique(concat_ranges(runs[:, 0], runs[:, 1] - runs[:, 0] + 1))
+            found = sorted(self._select_in(conn, ("row_id", "code"), "row_id", rids.tolist()))
+        got = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
+        present = np.isin(rids, got)
+        codes = np.zeros((len(rids), nb), np.uint8)
+        codes[present] = self._codes_from_values([r[1] for r in found])
         return Changes(now, rids, codes, present)
 
     def fetch(self, row_ids: Iterable[int]) -> list[Item]:
