@@ -5,7 +5,7 @@
 A child process opens the index and writes batches through the Python API, each one transaction:
 even batches add 40 new items and replace 5 earlier ones (Engine.add), odd batches delete 10 earlier
 items (Engine.remove). After each commit it appends the batch number to a progress file. The parent
-kills it with SIGKILL after a random delay, then opens the index and checks that:
+kills it with SIGKILL a random time (up to --max-delay) after it has opened the index, then opens the index and checks that:
 - it opens and answers (a k=1 query of a stored item finds an item at distance 0);
 - it holds exactly the items of the batches committed before the kill: batches 0..m, where m is the
   last batch the child reported or the one after it (committed, killed before it could report), with
@@ -44,6 +44,7 @@ from crash_kill import batch_ops
 from semhash.engine import Engine
 engine = Engine.load({index!r})
 progress = open({progress!r}, "a")
+open({ready!r}, "w").close()
 for i in range({start}, 10**9):
     kind, payload = batch_ops(i)
     if kind == "add":
@@ -76,17 +77,23 @@ def batch_ops(i: int):
     return "delete", ids
 
 
+_replayed: dict = {"m": -1, "state": {}}
+
+
 def expected(m: int) -> dict[str, np.ndarray]:
-    """The items (id -> latest vector) after batches 0..m."""
-    state: dict[str, np.ndarray] = {}
-    for i in range(m + 1):
+    """The items (id -> latest vector) after batches 0..m (replayed once, forward, as m grows)."""
+    if m < _replayed["m"]:
+        _replayed.update(m=-1, state={})
+    state = _replayed["state"]
+    for i in range(_replayed["m"] + 1, m + 1):
         kind, payload = batch_ops(i)
         if kind == "add":
             state.update(zip(payload.ids, payload.vectors))
         else:
             for e in payload:
                 state.pop(e, None)
-    return state
+    _replayed["m"] = m
+    return dict(state)
 
 
 def check(index: Path, model, committed: int) -> tuple[bool, str, int]:
@@ -96,7 +103,14 @@ def check(index: Path, model, committed: int) -> tuple[bool, str, int]:
         items = engine.store.fetch(engine.store.all_codes()[0])
         got = {it.ext_id: it.code for it in items}
         for m in (committed, committed + 1):
-            want = expected(m)
+            want = expected(committed)
+            if m > committed:  # one batch past the reported one (the replay stays at the reported one)
+                kind, payload = batch_ops(m)
+                if kind == "add":
+                    want.update(zip(payload.ids, payload.vectors))
+                else:
+                    for e in payload:
+                        want.pop(e, None)
             if set(got) != set(want):
                 continue
             ids = sorted(want)
@@ -115,7 +129,7 @@ def check(index: Path, model, committed: int) -> tuple[bool, str, int]:
         engine.close()
 
 
-def run(kills: int, backend: str, pg_url: str, seed: int, work: Path, max_delay: float = 1.5) -> list[dict]:
+def run(kills: int, backend: str, pg_url: str, seed: int, work: Path, max_delay: float = 0.3) -> list[dict]:
     rng = random.Random(seed)
     index = work / "idx"
     namespace = f"ck{uuid.uuid4().hex[:10]}"
@@ -123,22 +137,27 @@ def run(kills: int, backend: str, pg_url: str, seed: int, work: Path, max_delay:
     first = work / "first.jsonl"
     kind, b0 = batch_ops(0)
     first.write_text("".join(json.dumps({"id": e, "vector": v.tolist()}) + "\n" for e, v in zip(b0.ids, b0.vectors)))
-    train = Batch(ids=[str(i) for i in range(500)], vectors=np.stack([vector(-1, j) for j in range(500)]))
+    train = Batch(ids=[str(i) for i in range(500)], vectors=np.stack([vector(10**6, j) for j in range(500)]))
     engine = Engine.train(train, bits=BITS, hasher="itq", progress=False)
     engine.index(first, index, db_url=db_url, namespace=namespace if db_url else None, progress=False)
     engine.close()
-    model = Engine.load(index).model
+    with Engine.load(index) as opened:
+        model = opened.model
     progress = work / "progress.txt"
     progress.write_text("0\n")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     results, committed = [], 0
     try:
         for kill in range(kills):
+            ready = work / "ready"
+            ready.unlink(missing_ok=True)
             code = CHILD.format(scripts=str(Path(__file__).parent), index=str(index), progress=str(progress),
-                                start=committed + 1)
+                                start=committed + 1, ready=str(ready))
             child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
-            delay = rng.uniform(0.2, max_delay)
+            while not ready.exists() and child.poll() is None:  # it has opened the index: writes begin
+                time.sleep(0.005)
+            delay = rng.uniform(0.0, max_delay)
             time.sleep(delay)
             if child.poll() is not None:
                 results.append({"kill": kill, "ok": False, "why": f"the writer died: {child.stderr.read()[-300:]!r}"})
@@ -168,7 +187,8 @@ def main() -> None:
     ap.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--pg-url", default=DEFAULT_PG)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-delay", type=float, default=1.5, help="Longest wait before a kill (seconds).")
+    ap.add_argument("--max-delay", type=float, default=0.3,
+                    help="Longest wait, once the writer has opened the index, before the kill (seconds).")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="crash-kill-") as tmp:
         results = run(args.kills, args.backend, args.pg_url, args.seed, Path(tmp), args.max_delay)

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from typing import TYPE_CHECKING
 
 from .corpus import Batch
 from .errors import ConfigError, CorpusError, ModelError
+
+if TYPE_CHECKING:  # scikit-learn is imported when a text featurizer is made (it takes a second to import)
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 FEATURIZER_FILE = "featurizer.json"
 
@@ -37,6 +40,8 @@ class TextFeaturizer:
         self._vec: TfidfVectorizer | CountVectorizer | None = None
 
     def _make(self, min_df: int, max_df: float, vocabulary=None):
+        from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+
         p = self.params
         common = dict(lowercase=True, stop_words=p["stop_words"], min_df=min_df, max_df=max_df,
                       max_features=None if vocabulary is not None else p["max_features"],
