@@ -86,14 +86,18 @@ def expected(m: int) -> dict[str, np.ndarray]:
         _replayed.update(m=-1, state={})
     state = _replayed["state"]
     for i in range(_replayed["m"] + 1, m + 1):
-        kind, payload = batch_ops(i)
-        if kind == "add":
-            state.update(zip(payload.ids, payload.vectors))
-        else:
-            for e in payload:
-                state.pop(e, None)
+        apply_batch(state, i)
     _replayed["m"] = m
     return dict(state)
+
+
+def apply_batch(state: dict[str, np.ndarray], i: int) -> None:
+    kind, payload = batch_ops(i)
+    if kind == "add":
+        state.update(zip(payload.ids, payload.vectors))
+    else:
+        for e in payload:
+            state.pop(e, None)
 
 
 def check(index: Path, model, committed: int) -> tuple[bool, str, int]:
@@ -105,12 +109,7 @@ def check(index: Path, model, committed: int) -> tuple[bool, str, int]:
         for m in (committed, committed + 1):
             want = expected(committed)
             if m > committed:  # one batch past the reported one (the replay stays at the reported one)
-                kind, payload = batch_ops(m)
-                if kind == "add":
-                    want.update(zip(payload.ids, payload.vectors))
-                else:
-                    for e in payload:
-                        want.pop(e, None)
+                apply_batch(want, m)
             if set(got) != set(want):
                 continue
             ids = sorted(want)

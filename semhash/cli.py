@@ -121,43 +121,22 @@ def training_options(fn):
 
 def parse_hidden(hidden: str) -> list[int]:
     """The --hidden option: comma-separated layer widths."""
-    try:
-        widths = [int(w) for w in hidden.split(",") if w.strip()]
-    except ValueError:
-        raise ConfigError(f"--hidden must be comma-separated integers, got {hidden!r}") from None
-    if not widths or min(widths) < 1:
-        raise ConfigError(f"--hidden needs at least one positive width, got {hidden!r}")
-    return widths
+    from .hashers.options import TrainingOptions
+
+    return TrainingOptions(hidden=hidden).widths()
 
 
-def build_hasher(bits: int, hasher: str, epochs: int, batch_size: int, lr: float, noise: float, hidden: str,
-                 device: str, seed: int, neighbors: float = 0.0, temperature: float = 0.3, diffusion: float = 0.3,
-                 diffusion_time: float | None = None, threads: int = 0):
-    """A fresh, untrained hasher from command-line options."""
-    from .hashers import hasher_class
-
-    cls = hasher_class(hasher)
-    if hasher == "ae":
-        from .hashers.train import TrainConfig
-
-        widths = parse_hidden(hidden)
-        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, noise=noise, device=device, seed=seed,
-                          neighbors=neighbors, temperature=temperature, diffusion=diffusion,
-                          diffusion_time=diffusion_time, threads=threads)
-        return cls(bits=bits, hidden=widths, train_config=cfg)
-    return cls(bits=bits, seed=seed)
-
-
-def train_model(corpus_path: str, quiet: bool, bits: int, hasher: str, max_features: int, standardize: bool,
-                **train_opts):
+def train_model(corpus_path: str, quiet: bool, **opts):
     """Read and validate the whole corpus, then fit featurizer and hasher. Nothing is written."""
     from .corpus import Corpus
+    from .hashers.options import TrainingOptions
     from .model import Model
 
-    h = build_hasher(bits, hasher, **train_opts)  # validates options before the corpus is read
+    options = TrainingOptions.of(**opts)
+    h = options.make_hasher()  # validates options before the corpus is read
     data = Corpus(corpus_path).read_all()
-    _log(f"Read {len(data)} {data.kind} records from {corpus_path}; training {h.name} at {bits} bits", quiet)
-    return Model.fit(data, h, {"max_features": max_features, "standardize": standardize}, progress=not quiet)
+    _log(f"Read {len(data)} {data.kind} records from {corpus_path}; training {h.name} at {options.bits} bits", quiet)
+    return Model.fit(data, h, options.feature_options(), progress=not quiet)
 
 
 @click.group(cls=_Commands, epilog="Example: semhash train data/debian-sample.jsonl -o my-model --bits 32")

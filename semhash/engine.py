@@ -21,7 +21,7 @@ from .codes import to_hex
 from .corpus import Batch, Corpus, batch_from_dicts, records_from_strings
 from .errors import ConfigError, IndexError_, SemhashError
 from .fsutil import INDEX, MANIFEST, atomic_directory, check_target, directory_checksum
-from .hashers import hasher_class
+from .hashers.options import TrainingOptions
 from .indexdir import (DEFAULT_NAMESPACE, MODEL_DIR, SQLITE_FILE, IndexManifest, upgrade)
 from .indexer import IndexStats, check_batch, check_corpus, index_corpus, write_batch
 from .keptfeatures import KeptFeatures, new_meta
@@ -81,12 +81,16 @@ class Engine:
 
     # --- construction -------------------------------------------------------------------
     @classmethod
-    def train(cls, corpus: str | Path | Batch, bits: int = 32, hasher: str = "ae",
-              feature_options: dict | None = None, progress: bool = True, **hasher_options) -> "Engine":
-        """Train a model on a corpus (a path or a Batch) and return an engine without an index yet."""
+    def train(cls, corpus: str | Path | Batch, progress: bool = True, **options) -> "Engine":
+        """Train a model on a corpus (a path or a Batch) and return an engine without an index yet.
+
+        `options`: every training option of `semhash train`, by the same names (bits, hasher, epochs,
+        batch_size, lr, noise, hidden, neighbors, temperature, diffusion, diffusion_time, device, seed,
+        threads, max_features, standardize; see semhash.hashers.options.TrainingOptions)."""
+        opts = TrainingOptions.of(**options)
+        h = opts.make_hasher()  # bad options fail before the corpus is read
         data = corpus if isinstance(corpus, Batch) else Corpus(corpus).read_all()
-        h = hasher_class(hasher)(bits=bits, **hasher_options)
-        return cls(Model.fit(data, h, feature_options, progress=progress))
+        return cls(Model.fit(data, h, opts.feature_options(), progress=progress))
 
     @classmethod
     def from_model(cls, model_dir: str | Path) -> "Engine":

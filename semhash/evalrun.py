@@ -130,22 +130,15 @@ def batch_from_arrays(vectors: np.ndarray, labels: Sequence, ids: Sequence[str] 
 
 def make_hasher(method: str, bits: int, seed: int = 0, ae_options: dict | None = None):
     """A fresh hasher. Baselines get (bits, seed); the autoencoder gets its defaults, the seed, and any
-    `ae_options`: TrainConfig fields (epochs, lr, noise, device, ...) go to its training configuration, the
-    others (hidden, dropout) to the hasher."""
-    cls = hasher_class(method)
-    if method != "ae":
-        return cls(bits=bits, seed=seed)
-    from .hashers.train import TrainConfig
+    `ae_options`: training options (epochs, hidden, device, ...; semhash.hashers.options), further
+    TrainConfig fields (balance, patience, ...) or autoencoder settings (dropout)."""
+    from .hashers.options import TrainingOptions
 
-    opts = {k: v for k, v in (ae_options or {}).items() if v is not None}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    train_opts = {k: v for k, v in opts.items() if k in train_fields}
-    train_opts.setdefault("seed", seed)
-    hasher_opts = {k: v for k, v in opts.items() if k not in train_fields}
-    try:
-        return cls(bits=bits, train_config=TrainConfig(**train_opts), **hasher_opts)
-    except TypeError as e:
-        raise ConfigError(f"unknown autoencoder option ({e})") from None
+    opts = {k: v for k, v in (ae_options or {}).items() if v is not None} if method == "ae" else {}
+    known = {f.name for f in dataclasses.fields(TrainingOptions)}
+    options = TrainingOptions.of(bits=bits, hasher=method, seed=seed,
+                                 **{k: v for k, v in opts.items() if k in known and k not in ("bits", "hasher")})
+    return options.make_hasher(**{k: v for k, v in opts.items() if k not in known})
 
 
 # --- the run ---------------------------------------------------------------------------------------------------

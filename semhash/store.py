@@ -343,11 +343,11 @@ class Store:
         except sa_exc.ArgumentError as e:
             raise StoreError(f"bad database URL {self._masked}: {e}") from None
         if engine.dialect.name == "sqlite":
-            self._sqlite_events(engine, self.write_timeout)
+            self._sqlite_events(engine)
         return engine
 
     @staticmethod
-    def _sqlite_events(engine: sa.Engine, write_timeout: float) -> None:
+    def _sqlite_events(engine: sa.Engine) -> None:
         # Take transaction control from pysqlite (SQLAlchemy's documented recipe) so that reads are
         # inside transactions too and writers can start with BEGIN IMMEDIATE.
         @event.listens_for(engine, "connect")
@@ -355,8 +355,7 @@ class Store:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             # WAL: readers keep reading their snapshot while one writer commits (the mode is stored in
-            # the file; setting it again is a no-op). A writer waits for another up to the timeout.
-            cur.execute(f"PRAGMA busy_timeout={int(write_timeout * 1000)}")
+            # the file; setting it again is a no-op)
             try:
                 cur.execute("PRAGMA journal_mode=WAL")
             except sqlite3.OperationalError:  # a read-only file or directory: readers still work
@@ -369,7 +368,10 @@ class Store:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # pragma: no cover
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("semhash_write")
+            wait_ms = conn.get_execution_options().get("semhash_write")
+            if wait_ms is not None:  # a writer waits for another one up to the store's write_timeout
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={int(wait_ms)}")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if wait_ms is not None
                                  else "BEGIN")
 
     def _tables(self, bits: int) -> None:
@@ -513,7 +515,7 @@ class Store:
         conn = self._connect()
         try:
             if write and self._sqlite:
-                conn.execution_options(semhash_write=True)
+                conn.execution_options(semhash_write=max(1, int(self.write_timeout * 1000)))
             elif snapshot and self._pg:
                 conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():

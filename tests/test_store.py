@@ -9,6 +9,7 @@ import uuid
 import numpy as np
 import pytest
 
+import semhash.store
 from semhash.errors import StoreError
 from semhash.store import SCHEMA_VERSION, Item, MissingItemError, Store, UpsertResult, sqlite_url
 
@@ -52,7 +53,7 @@ def backend(request, tmp_path):
         engine = sa.create_engine(_sa_url(url))
         with engine.begin() as conn:
             for ns in {namespace} | {s.namespace for s in opened}:
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {ns}_items, {ns}_meta")
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {ns}_items, {ns}_meta, {ns}_log, {ns}_features")
         engine.dispose()
 
 
@@ -415,3 +416,52 @@ def test_sqlite_file_that_is_not_a_database(tmp_path):
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="items.db"):
         Store(sqlite_url(bad), 32)
+
+
+# --- the change log and writers ----------------------------------------------------------------------------------
+def test_every_write_is_one_change_that_readers_catch_up_from(backend):
+    store = backend(16)
+    rng = np.random.default_rng(7)
+    assert store.version() == 0
+    first = store.upsert([f"c{i}" for i in range(6)], random_codes(rng, 6, 16))
+    assert first.version == store.version() == 1
+    v1, rows, codes = store.snapshot()
+    assert v1 == 1 and rows.tolist() == first.row_ids.tolist()
+    again = store.upsert(["c1", "new"], random_codes(rng, 2, 16))  # one replaced, one added
+    gone = store.delete(["c4", "unknown"])
+    assert (again.version, gone.version) == (2, 3) and gone.row_ids.tolist() == [first.row_ids[4]]
+    assert store.delete(["unknown"]).version == 0 and store.version() == 3  # nothing removed: no change
+    changes = store.changes_since(1)
+    assert changes.version == 3 and not changes.reload
+    assert changes.row_ids.tolist() == sorted([first.row_ids[1], again.row_ids[1], first.row_ids[4]])
+    assert changes.present.tolist() == [True, False, True]  # c4 (row 4) is gone; row order: 1, 4, 6
+    assert bytes(changes.codes[0]) == bytes(store.fetch([first.row_ids[1]])[0].code)
+    assert not store.changes_since(3).row_ids.size and store.changes_since(3).version == 3
+    assert store.changes_since(-1).reload
+
+
+def test_a_second_writer_waits_then_gets_a_clear_error(backend):
+    first, second = backend(16), backend(16)
+    second.write_timeout = 0.3
+    rng = np.random.default_rng(8)
+    with first._transaction(write=True, doing="a long write") as conn:
+        first._lock(conn)
+        with pytest.raises(StoreError) as err:
+            second.upsert(["w1"], random_codes(rng, 1, 16))
+        assert "another process is writing to the store" in str(err.value)
+        assert "did not finish within 0.3 s; try again when it is done" in str(err.value)
+        assert first.count() == 0  # readers are not blocked by the writer
+    assert second.upsert(["w1"], random_codes(rng, 1, 16)).version == 1  # once the first is done
+
+
+def test_the_log_is_trimmed_and_old_readers_reload(backend, monkeypatch):
+    monkeypatch.setattr(semhash.store, "LOG_KEEP", 3)
+    store = backend(16)
+    rng = np.random.default_rng(9)
+    for i in range(70):  # trimmed every 64 versions
+        store.upsert([f"t{i}"], random_codes(rng, 1, 16))
+    assert store.changes_since(10).reload and not store.changes_since(62).reload
+    assert store.changes_since(62).row_ids.size == 8
+    monkeypatch.setattr(semhash.store, "LOG_MAX_ROWS", 5)
+    store.upsert([f"big{i}" for i in range(6)], random_codes(rng, 6, 16))  # too large to log
+    assert store.changes_since(70).reload and not store.changes_since(71).reload
