@@ -343,6 +343,37 @@ def rebuild(index_dir: str) -> None:
         _emit(summary)
 
 
+@main.command(epilog="Example: semhash serve -i semhash-index --port 8000   (then: curl localhost:8000/health)")
+@_index_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Never bind a public address (0.0.0.0) without --api-key.")
+@click.option("--port", default=8000, show_default=True, help="TCP port.")
+@click.option("--workers", default=1, show_default=True, help="Worker processes (each holds the index in memory).")
+@click.option("--api-key", envvar="SEMHASH_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' on every endpoint but /health (or set SEMHASH_API_KEY).")
+@_fail_cleanly
+def serve(index_dir: str, host: str, port: int, workers: int, api_key: str | None) -> None:
+    """Serve the index over HTTP: POST /query, POST and DELETE /items, GET /info and /health (JSON)."""
+    from .errors import ConfigError
+    from .indexdir import IndexManifest
+
+    IndexManifest.read(Path(index_dir))  # a missing or damaged index fails here, not in every worker
+    if not 1 <= workers <= 64:
+        raise ConfigError(f"--workers must be from 1 to 64, got {workers}")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be from 0 to 65535, got {port}")
+    try:
+        from .serve import run
+    except ImportError as e:
+        raise ConfigError(f"semhash serve needs the web stack ({e}); pip install 'semhash[serve]'") from None
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        _log(f"Warning: serving {index_dir} on {host} without --api-key: anyone who can reach it can read and "
+             f"change the index")
+    _log(f"Serving {index_dir} on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); "
+         f"Ctrl-C or SIGTERM stops it")
+    run(index_dir, host=host, port=port, workers=workers, api_key=api_key)
+
+
 @main.command("eval", epilog="Example: semhash eval data/debian-sample.jsonl --methods itq,pca,lsh --bits 16,32 "
                              "--query-count 300 --json eval.json")
 @click.argument("corpus")

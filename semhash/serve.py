@@ -1,0 +1,240 @@
+"""`semhash serve`: an index as an HTTP JSON service (FastAPI on uvicorn; the extra `semhash[serve]`).
+
+The only module that imports the web stack; a thin layer over Engine. Endpoints:
+
+    POST   /query   {"queries": [text | {"id", "text" | "vector"}], "k", "radius", "strategy", "rerank",
+                     "candidates"}  ->  {"answers": [the JSON lines of `semhash query`]}
+    POST   /items   {"items": [records in the corpus JSONL shape]}  ->  {"added", "replaced", "items", "version"}
+    DELETE /items   {"ids": [...]}  ->  {"deleted", "not_found", "items", "version"}
+    GET    /info    `semhash info` as JSON
+    GET    /health  {"ok": true, "items", "version"}; 503 with "ok": false while the index loads
+    GET    /docs    the OpenAPI page
+
+Each worker process holds one Engine (its calls serialized by a lock); writes from any worker are
+store transactions, and every worker catches up with them before it answers (semhash.live), so a
+write on one worker is seen by the next query on any other. Bad requests get a 4xx status and a
+message naming the field (`{"detail": ...}`); the worker stays up.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import SemhashError
+
+MAX_BODY = 16 << 20      # bytes in one request body
+MAX_BATCH = 10_000       # queries, items or ids in one request
+MAX_K = 10_000           # hits per query (and re-rank candidates)
+ENV_INDEX, ENV_KEY = "SEMHASH_SERVE_INDEX", "SEMHASH_API_KEY"
+
+
+class QueryRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    text: str | None = None
+    vector: list[float] | None = None
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queries: list[str | QueryRecord] = Field(min_length=1, max_length=MAX_BATCH)
+    k: int | None = Field(10, ge=0, le=MAX_K, description="Hits per query; 0 or null: every item within radius.")
+    radius: int = Field(2, ge=0, le=1024)
+    strategy: Literal["auto", "ball", "mih", "scan"] = "auto"
+    rerank: bool = False
+    candidates: int | None = Field(None, ge=1, le=MAX_K)
+
+
+class ItemsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class DeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class _State:
+    """The worker's engine, loaded in the background so that /health answers while it loads."""
+
+    def __init__(self, index_dir: str):
+        self.index_dir = index_dir
+        self.engine = None
+        self.error: str | None = None
+        self.lock = threading.Lock()
+
+    def load(self) -> None:
+        from .engine import Engine
+        try:
+            self.engine = Engine.load(self.index_dir)
+        except SemhashError as e:
+            self.error = str(e)
+
+    def ready(self):
+        if self.engine is None:
+            raise HTTPException(503, self.error or "the index is loading; try again in a moment")
+        return self.engine
+
+
+class _BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413 (by its Content-Length, or as it streams)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await _too_large(send, self.limit)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _too_large(send, self.limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send, limit: int) -> None:
+    body = ('{"detail":"the request body is larger than %d bytes; send fewer queries or items at a time"}'
+            % limit).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(index_dir: str | os.PathLike, api_key: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
+    """The service over the index at `index_dir`; with `api_key`, every endpoint but /health requires
+    the header `Authorization: Bearer <api_key>`."""
+    state = _State(str(index_dir))
+
+    async def lifespan(app):
+        threading.Thread(target=state.load, daemon=True).start()
+        yield
+        with state.lock:
+            if state.engine is not None:
+                state.engine.close()
+
+    app = FastAPI(title="semhash", description="Semantic hashing retrieval over one index.", lifespan=lifespan)
+
+    def authorized(authorization: str | None = Header(default=None)) -> None:
+        if api_key is None:
+            return
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    @app.middleware("http")
+    async def log_requests(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        print(f"{request.method} {request.url.path} {response.status_code} "
+              f"{(time.perf_counter() - start) * 1000:.1f}ms", file=sys.stderr, flush=True)
+        return response
+
+    @app.exception_handler(SemhashError)
+    async def semhash_error(request: Request, exc: SemhashError):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            problems.append(f"{where}: {err.get('msg', 'invalid')}")
+        return JSONResponse({"detail": "; ".join(problems)[:2000], "errors": exc.errors()[:20]}, status_code=422)
+
+    @app.get("/health")
+    def health():
+        if state.engine is None:
+            return JSONResponse({"ok": False, "status": state.error or "loading"}, status_code=503)
+        with state.lock:
+            state.engine.refresh()
+            return {"ok": True, "items": len(state.engine.live), "version": state.engine.live.version}
+
+    @app.post("/query", dependencies=[Depends(authorized)])
+    def query(req: QueryRequest):
+        engine = state.ready()
+        items = [q if isinstance(q, str) else q.model_dump(exclude_none=True) for q in req.queries]
+        if all(isinstance(q, str) for q in items):
+            batch = items
+        else:
+            from .corpus import batch_from_dicts
+            batch = batch_from_dicts([{"id": str(i), **({"text": q} if isinstance(q, str) else q)}
+                                      for i, q in enumerate(items)])
+        with state.lock:
+            answers = engine.query_batch(batch, k=req.k or None, radius=req.radius, strategy=req.strategy,
+                                         rerank=req.rerank, candidates=req.candidates)
+        return {"answers": [{"query_id": a.query_id, "searched_radius": a.searched_radius, "strategy": a.strategy,
+                             "hits": [asdict(h) for h in a.hits]} for a in answers]}
+
+    @app.post("/items", dependencies=[Depends(authorized)])
+    def upsert(req: ItemsRequest):
+        engine = state.ready()
+        with state.lock:
+            stats = engine.add(req.items)
+            return {"added": stats.added, "replaced": stats.replaced, "items": len(engine.live),
+                    "version": engine.live.version}
+
+    @app.delete("/items", dependencies=[Depends(authorized)])
+    def delete(req: DeleteRequest):
+        engine = state.ready()
+        with state.lock:
+            removed = engine.remove(req.ids)
+            return {"deleted": removed, "not_found": len(set(req.ids)) - removed, "items": len(engine.live),
+                    "version": engine.live.version}
+
+    @app.get("/info", dependencies=[Depends(authorized)])
+    def info():
+        engine = state.ready()
+        with state.lock:
+            return engine.info()
+
+    app.add_middleware(_BodyLimit, limit=max_body)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of a uvicorn worker process: the index and key come from the environment."""
+    return create_app(os.environ[ENV_INDEX], os.environ.get(ENV_KEY) or None)
+
+
+def run(index_dir: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+        api_key: str | None = None, log_level: str = "warning") -> None:
+    """Serve until SIGTERM or Ctrl-C (uvicorn shuts down cleanly on both)."""
+    import uvicorn
+
+    os.environ[ENV_INDEX] = str(Path(index_dir).absolute())
+    if api_key:
+        os.environ[ENV_KEY] = api_key
+    else:
+        os.environ.pop(ENV_KEY, None)
+    uvicorn.run("semhash.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
+                access_log=False, log_level=log_level)
