@@ -2,15 +2,15 @@
 
 The index directory and its manifest are semhash.indexdir's; the store of record (items, kept
 features, the change log) is semhash.store's; the search structures in memory are semhash.live's.
-Every change is one store transaction; the engine applies it to its own search structures at once,
-and catches up with other processes' changes from the store's change log before it answers (at most
-every `refresh_interval` seconds), so one process may write while any number of others read.
+Every change is one store transaction; the engine applies it to its own search structures at once.
+Each answer is built inside one pinned snapshot of the store: the engine first catches up with the
+changes committed up to it (from the store's change log), then searches and reads the hits there, so
+one process may write while any number of others read, and no answer mixes two states.
 """
 from __future__ import annotations
 
 import itertools
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -29,11 +29,9 @@ from .live import LiveIndex
 from .model import Model, package_versions
 from .rerank import rerank_results
 from .search import Results
-from .store import MissingItemError, Store, gc_paused
+from .store import Store, gc_paused
 
 DEFAULT_INDEX_DIR = "semhash-index"
-STALE_RETRIES = 3         # searches again of a block whose store moved on, before its answer is taken as read
-REFRESH_INTERVAL = 0.2    # seconds between checks of the store for other processes' changes
 RELOAD_SHARE = 4          # a catch-up touching more than 1/4 of the items reads the store whole instead
 ANSWER_BLOCK = 1_000_000  # hits made into Python objects at a time by query_iter (about 100 MB)
 SPAN_BLOCK = 1 << 22      # hit buckets of the queries searched at once by query_iter (about 130 MB)
@@ -74,8 +72,6 @@ class Engine:
         self.manifest: IndexManifest | None = None
         self.store: Store | None = None
         self.live: LiveIndex | None = None
-        self.refresh_interval = REFRESH_INTERVAL
-        self._checked = 0.0  # time.monotonic() of the last catch-up with the store
         self._model_dir: Path | None = None  # where the model was loaded from (its files keep its checksum)
         self._features: KeptFeatures | None = None
 
@@ -117,7 +113,7 @@ class Engine:
             return index_corpus(self.model, self.store, source, progress=progress, total=total,
                                 features=self._kept())
         finally:
-            self.refresh(force=True)  # the batches written (all, or those before an error)
+            self.refresh()  # the batches written (all, or those before an error)
 
     def add(self, records: Batch | list[dict]) -> IndexStats:
         """Add or replace records (a Batch, or dicts with id and text/vector) in the loaded index, in one
@@ -142,7 +138,7 @@ class Engine:
         if self.live is not None and version == self.live.version + 1:
             self.live.apply(row_ids, codes, present, version)
         else:
-            self.refresh(force=True)
+            self.refresh()
 
     def _open_for_writing(self, directory: str | Path | None, db_url: str | None, namespace: str | None,
                           keep_features: bool | None) -> None:
@@ -247,26 +243,16 @@ class Engine:
         self.directory, self.manifest, self.store = directory.absolute(), manifest, store
         self._model_dir = self.directory / MODEL_DIR
         self.live = LiveIndex(self.model.bits, row_ids, codes, version)
-        self._checked = time.monotonic()
         self._features = None
 
-    def refresh(self, force: bool = False) -> int:
+    def refresh(self) -> int:
         """Catch up with the changes committed to the store since this engine's state (by any process):
-        from the change log, or by reading the store again when the log does not reach back or the
-        change is large. Checks at most every `refresh_interval` seconds unless `force`. Returns the
-        version now held."""
+        from the change log, or by reading the store again when the log does not reach back that far or
+        the change is large. Queries do this themselves; returns the version now held."""
         if self.live is None or self.store is None:
             return 0
-        now = time.monotonic()
-        if not force and now - self._checked < self.refresh_interval:
-            return self.live.version
-        changes = self.store.changes_since(self.live.version)
-        self._checked = now
-        if changes.reload or len(changes.row_ids) > len(self.live) // RELOAD_SHARE:
-            version, row_ids, codes = self.store.snapshot()
-            self.live = LiveIndex(self.model.bits, row_ids, codes, version)
-        elif changes.version != self.live.version:
-            self.live.apply(changes.row_ids, changes.codes, changes.present, changes.version)
+        with self.store.pinned() as conn:
+            self._catch_up(conn)
         return self.live.version
 
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
@@ -356,7 +342,6 @@ class Engine:
             raise ConfigError("candidates applies only to re-ranking (rerank=True, --rerank)")
         batch = items if isinstance(items, Batch) else records_from_strings(items)
         self.model.check_kind(batch, "the query")
-        self.refresh()  # other processes' committed changes, as of now
         n = len(batch)
         if rerank:
             search, step = self._rerank_search(batch, k, radius, strategy, candidates), max(1, n)
@@ -364,9 +349,8 @@ class Engine:
             codes = self.model.encode(batch)
             self.live.check(k, radius, strategy)  # bad options fail at the call, not at the first answer
 
-            def search(a: int, b: int):
-                live = self.live
-                return live.version, live.search(codes[a:b], k=k, radius=radius, strategy=strategy), None
+            def search(a: int, b: int, conn):
+                return self.live.search(codes[a:b], k=k, radius=radius, strategy=strategy), None
 
             # a batch is searched in blocks of queries whose answers hold a bounded number of spans
             step = max(1, SPAN_BLOCK // self.live.spans_per_query(k, radius))
@@ -384,45 +368,48 @@ class Engine:
         codes = self.model.hasher.encode(X)
         self.live.check(n_candidates, radius, strategy)
 
-        def search(a: int, b: int):
-            for attempt in range(STALE_RETRIES + 1):
-                live = self.live
-                version = live.version
-                found = live.search(codes[a:b], k=n_candidates, radius=radius, strategy=strategy)
-                try:
-                    reranked, scores = rerank_results(found, X[a:b], features, k)
-                except MissingItemError:  # a candidate was deleted since this state: catch up, again
-                    if attempt == STALE_RETRIES:
-                        raise
-                    self.refresh(force=True)
-                    continue
-                return version, Results.from_list(reranked), scores
+        def search(a: int, b: int, conn):
+            found = self.live.search(codes[a:b], k=n_candidates, radius=radius, strategy=strategy)
+            reranked, scores = rerank_results(found, X[a:b], features.at(conn), k)
+            return Results.from_list(reranked), scores
         return search
 
     def _stream(self, query_ids: list[str], a: int, b: int, search, max_hits: int) -> Iterator["Answer"]:
-        """The answers of queries a..b-1, built in groups of at most `max_hits` hits. Each group's items are
-        read from the store in one snapshot; if the store has moved on from the state that was searched
-        (a writer committed since), the engine catches up and searches the rest of the block again, so
-        an answer is always that of one committed state (after STALE_RETRIES tries, a group whose items
-        are all still stored is accepted as it is)."""
-        version, results, scores = search(a, b)
-        tries = 0
+        """The answers of queries a..b-1, built in groups of at most `max_hits` hits. Each group is answered
+        inside one pinned snapshot of the store: the engine first catches up with the changes committed
+        up to that snapshot (searching the rest of the block again if there were any), then reads the
+        hits' ids and payloads from it, so every answer is that of one committed state, whatever writers
+        commit meanwhile."""
+        results = scores = None
         while a < b:
-            ends = np.cumsum(results.counts())
-            # the queries up to the one that takes the group past max_hits (at least one)
-            stop = max(1, int(np.searchsorted(ends, max_hits, side="right")))
-            part = scores[:stop] if scores is not None else None
-            answers = self._answers(query_ids[a:a + stop], results.take(0, stop), part,
-                                    version if tries < STALE_RETRIES else None)
-            if answers is None:
-                tries += 1
-                self.refresh(force=True)
-                version, results, scores = search(a, b)
-                continue
+            with self.store.pinned() as conn:
+                if self._catch_up(conn) or results is None:
+                    results, scores = search(a, b, conn)
+                ends = np.cumsum(results.counts())
+                # the queries up to the one that takes the group past max_hits (at least one)
+                stop = max(1, int(np.searchsorted(ends, max_hits, side="right")))
+                part = scores[:stop] if scores is not None else None
+                answers = self._answers(query_ids[a:a + stop], results.take(0, stop), part, conn)
             yield from answers
             a += stop
             results = results.take(stop, len(results))
             scores = scores[stop:] if scores is not None else None
+
+    def _catch_up(self, conn) -> bool:
+        """Bring the search structures to the store's state in the pinned snapshot `conn`; whether they
+        changed."""
+        changes = self.store.changes_since(self.live.version, conn=conn)
+        if changes.version == self.live.version:
+            return False
+        if changes.reload or len(changes.row_ids) > len(self.live) // RELOAD_SHARE:
+            self.live = LiveIndex(self.model.bits, *self._read_all(conn))
+        else:
+            self.live.apply(changes.row_ids, changes.codes, changes.present, changes.version)
+        return True
+
+    def _read_all(self, conn=None) -> tuple:
+        version, row_ids, codes = self.store.snapshot(conn=conn)
+        return row_ids, codes, version
 
     @property
     def features(self) -> KeptFeatures:
@@ -438,19 +425,12 @@ class Engine:
         return self._features
 
     def _answers(self, query_ids: list[str], results: Results, scores: list[np.ndarray] | None = None,
-                 version: int | None = None) -> list["Answer"] | None:
-        """Answers with payloads (one store read for the batch); `scores` replaces 1 - distance/bits.
-        None when the store is no longer at `version` (the state that was searched)."""
+                 conn=None) -> list["Answer"]:
+        """Answers with payloads (one store read for the batch, in the pinned snapshot `conn`); `scores`
+        replaces 1 - distance/bits."""
         flat_rows, flat_dist, flat_filled = results.row_ids, results.distances, results.filled
         distinct = _distinct(flat_rows) if len(flat_rows) else flat_rows
-        try:
-            ext_ids, payloads, at = self.store.hit_fields(distinct, version=True)
-        except MissingItemError:
-            if version is None:
-                raise
-            return None
-        if version is not None and at != version:
-            return None
+        ext_ids, payloads = self.store.hit_fields(distinct, conn=conn)
         where = np.searchsorted(distinct, flat_rows)
         bits = self.model.bits
         if scores is None:
@@ -477,7 +457,7 @@ class Engine:
     def info(self) -> dict:
         """Manifest, counts, store version, memory and disk bytes per item, and bucket statistics."""
         self._require_index()
-        self.refresh(force=True)
+        self.refresh()
         self.live.merge()  # the statistics of the items as they are
         n = len(self.live)
         disk = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file()

@@ -42,6 +42,13 @@ class KeptFeatures:
         self.sparse = meta["layout"] == "sparse"
         self.dim = int(meta["dim"])
         self.index_dtype = np.dtype(meta.get("index_dtype", "int32")).newbyteorder("<")
+        self._conn = None  # a pinned snapshot of the store to read from (see `at`)
+
+    def at(self, conn) -> "KeptFeatures":
+        """This store's features as read in one pinned snapshot (Store.pinned)."""
+        view = KeptFeatures(self.meta, self.store)
+        view._conn = conn
+        return view
 
     def encode(self, X) -> list[bytes]:
         """One blob per row of X (the featurizer's output: sparse rows for texts, dense for vectors)."""
@@ -62,7 +69,7 @@ class KeptFeatures:
     def gather(self, row_ids: np.ndarray):
         """Float32 features of these row ids, in the order asked: a CSR matrix (sparse) or an array."""
         rows = np.asarray(row_ids, np.int64)
-        blobs = self.store.features(rows)
+        blobs = self.store.features(rows, conn=self._conn)
         missing = [r for r in np.unique(rows).tolist() if r not in blobs]
         if missing:  # deleted since the search (the caller catches up), or never kept
             raise MissingItemError(f"{len(missing)} candidates have no kept features in the store; index the "

@@ -529,6 +529,17 @@ class Store:
         finally:
             conn.close()
 
+    @contextmanager
+    def pinned(self) -> Iterator[sa.Connection]:
+        """A read transaction on one snapshot of the store: reads given this connection (`conn=`) all see
+        the same committed state, whatever writers commit meanwhile."""
+        with self._transaction(doing="reading the store", snapshot=True) as conn:
+            yield conn
+
+    def _reading(self, conn: sa.Connection | None, doing: str):
+        """The given connection (a pinned snapshot), or a new snapshot transaction."""
+        return nullcontext(conn) if conn is not None else self._transaction(doing=doing, snapshot=True)
+
     def _lock(self, conn: sa.Connection) -> None:
         """Serialize writers on PostgreSQL (SQLite already holds BEGIN IMMEDIATE's write lock); a writer
         waits for another at most `write_timeout` seconds."""
@@ -763,11 +774,11 @@ class Store:
                     for r in rows:
                         cp.write_row(r)
 
-    def features(self, row_ids: np.ndarray) -> dict[int, bytes]:
+    def features(self, row_ids: np.ndarray, conn: sa.Connection | None = None) -> dict[int, bytes]:
         """The kept feature blobs of these row ids (those that have some), by row id."""
         wanted = np.unique(np.asarray(row_ids, dtype=np.int64)).tolist()
         out: dict[int, bytes] = {}
-        with self._transaction(doing="reading kept features") as conn:
+        with self._reading(conn, "reading kept features") as conn:
             cur = conn.connection.cursor()
             try:
                 for chunk in _chunks(wanted, min(10_000, self._in_chunk)):
@@ -930,10 +941,10 @@ class Store:
         """Every stored (row_ids int64 (n,), codes uint8 (n, bits // 8)), ordered by row id."""
         return self.snapshot(chunk)[1:]
 
-    def snapshot(self, chunk: int = 100_000) -> tuple[int, np.ndarray, np.ndarray]:
+    def snapshot(self, chunk: int = 100_000, conn: sa.Connection | None = None) -> tuple[int, np.ndarray, np.ndarray]:
         """(version, row ids, codes) of every stored item, read in one snapshot: the state a reader starts
         from and then follows with `changes_since(version)`."""
-        with self._transaction(doing="reading codes", snapshot=True) as conn:
+        with self._reading(conn, "reading codes") as conn:
             version = self._version(conn)
             parts = list(self._read_codes(conn, chunk))
         if not parts:
@@ -949,12 +960,12 @@ class Store:
         with self._transaction(doing="reading the store version") as conn:
             return self._version(conn)
 
-    def changes_since(self, version: int) -> Changes:
+    def changes_since(self, version: int, conn: sa.Connection | None = None) -> Changes:
         """What changed after `version`, from one snapshot: each row touched since (sorted) with its
         code now, or not present where it was deleted since. `reload` when the log does not reach back
         to `version` (trimmed, or a change too large to log): read everything with `snapshot()`."""
         nb = self._nbytes
-        with self._transaction(doing="reading changes", snapshot=True) as conn:
+        with self._reading(conn, "reading changes") as conn:
             now, floor = self._version(conn), self._version(conn, "log_floor")
             if now <= version:
                 return Changes(now, np.zeros(0, np.int64), np.zeros((0, nb), np.uint8), np.zeros(0, bool))
@@ -1011,13 +1022,13 @@ class Store:
                                 f"{self.namespace!r} ({self._masked}); the index is out of step with its "
                                 f"store: rebuild it", missing)
 
-    def hit_fields(self, row_ids: np.ndarray, version: bool = False) -> tuple:
+    def hit_fields(self, row_ids: np.ndarray, version: bool = False, conn: sa.Connection | None = None) -> tuple:
         """(ext ids, payloads) as object arrays aligned with `row_ids` (sorted, distinct, all stored):
         the lean read behind query answers (no codes, no labels), and with `version` the store version
         they were read at (one snapshot). MissingItemError when any is not stored."""
         wanted = np.asarray(row_ids, dtype=np.int64)
         size = min(10_000, self._in_chunk)
-        with self._transaction(doing="fetching items", snapshot=True) as conn, gc_paused():
+        with self._reading(conn, "fetching items") as conn, gc_paused():
             at = self._version(conn) if version else None
             rows = []
             for chunk in _chunks(wanted.tolist(), size):

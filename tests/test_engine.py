@@ -117,7 +117,6 @@ def test_index_then_load_gives_the_same_index(setup, tmp_path):
 def test_a_reader_catches_up_with_the_writers_changes(setup, index_copy, vector_docs, monkeypatch):
     root, docs, corpus, model, _ = setup
     writer, reader = Engine.load(index_copy), Engine.load(index_copy)
-    reader.refresh_interval = 0  # check the store before every query
     probe = [d["vector"] for d in docs[:5]]
     new = vector_docs(3, seed=31, prefix="new")
     writer.add(new)
@@ -132,9 +131,7 @@ def test_a_reader_catches_up_with_the_writers_changes(setup, index_copy, vector_
     got = reader.query_batch(probe, k=None, radius=16)
     assert {h.id for h in got[0].hits} == {d["id"] for d in docs if d["id"] not in ("v1", "v2")} | \
         {d["id"] for d in new}
-    # even between its checks, a reader whose answer is read from a store that moved on catches up first:
-    # an answer is always that of one committed state
-    reader.refresh_interval = 3600
+    # a query catches up first, inside the snapshot it reads the hits from: one committed state
     writer.remove(["v3"])
     assert reader.live.version == version
     assert len(reader.query(docs[3]["vector"], k=None, radius=16)) == 120
@@ -145,7 +142,7 @@ def test_a_reader_catches_up_with_the_writers_changes(setup, index_copy, vector_
     for i in range(70):  # the log is trimmed every 64 versions
         writer.add([dict(new[0], id=f"again{i}")])
     assert stale.store.changes_since(stale.live.version).reload
-    stale.refresh(force=True)
+    stale.refresh()
     assert stale.live.clean and len(stale.live) == 190
     assert query_answers(stale, docs[:6]) == query_answers(writer, docs[:6])
     for e in (writer, reader, fresh, stale):
@@ -611,3 +608,28 @@ def test_a_damaged_version_in_the_store_is_an_error_not_a_traceback(index_copy, 
         Engine.load(index_copy)
     result = CliRunner().invoke(main, ["info", str(index_copy)])
     assert result.exit_code == 1 and result.stderr.startswith("Error: ") and "damaged" in result.stderr
+
+
+def test_an_answer_is_read_from_one_snapshot_even_if_a_write_lands_mid_query(setup, index_copy, monkeypatch):
+    """A writer commits between a reader's search and its read of the hits: the reader's answer is still
+    that of one committed state (the snapshot it was pinned to), with no error."""
+    _, docs, _, _, _ = setup
+    reader, writer = Engine.load(index_copy), Engine.load(index_copy)
+    before = reader.query(docs[0]["vector"], k=5, radius=2)
+    real = reader.live.search
+    calls = []
+
+    def search_then_write(codes, **kw):
+        out = real(codes, **kw)
+        if not calls:  # the first search only: delete every item it may have found
+            writer.remove([d["id"] for d in docs])
+        calls.append(1)
+        return out
+
+    monkeypatch.setattr(reader.live, "search", search_then_write)
+    hits = reader.query(docs[0]["vector"], k=5, radius=2)
+    assert hits == before and len(hits) == 5  # the snapshot pinned before the delete: the 5 nearest, as they were
+    after = reader.query(docs[0]["vector"], k=5, radius=2)
+    assert after == [] and len(reader.live) == 0  # the next query catches up with the delete
+    reader.close()
+    writer.close()
