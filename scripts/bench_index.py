@@ -4,7 +4,7 @@
     semhash train fashion-mnist/train.npz -o fmnist-model --bits 32
     python scripts/bench_index.py --model fmnist-model --data fashion-mnist [--pg-url URL]
 
-Times `Engine.index` (read + encode + store + bucket table + FAISS + manifest, written atomically)
+Times `Engine.index` (read + encode + store, one transaction per batch, + the search structures in memory)
 into a SQLite index and, when --pg-url is given, into PostgreSQL; prints items/s and bytes per item.
 """
 from __future__ import annotations

@@ -926,12 +926,17 @@ class Store:
             if not rows:
                 return
             m = len(rows)
-            if self.bits <= 64:
-                flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=2 * m).reshape(m, 2)
-                rids, codes = flat[:, 0].copy(), from_keys(flat[:, 1].view(np.uint64), self.bits)
-            else:
-                rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=m)
-                codes = self._codes_from_values([r[1] for r in rows])
+            try:
+                if self.bits <= 64:
+                    flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=2 * m).reshape(m, 2)
+                    rids, codes = flat[:, 0].copy(), from_keys(flat[:, 1].view(np.uint64), self.bits)
+                else:
+                    rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=m)
+                    codes = self._codes_from_values([r[1] for r in rows])
+            except (TypeError, ValueError, OverflowError):
+                raise StoreError(f"the store {self.namespace!r} in {self._masked} holds a row id or code that is "
+                                 f"not a number of the right size; it is damaged: index the corpus again into a "
+                                 f"new index") from None
             yield rids, codes
             if m < chunk:
                 return

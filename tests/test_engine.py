@@ -633,3 +633,13 @@ def test_an_answer_is_read_from_one_snapshot_even_if_a_write_lands_mid_query(set
     assert after == [] and len(reader.live) == 0  # the next query catches up with the delete
     reader.close()
     writer.close()
+
+
+@pytest.mark.parametrize("value", ["'abc'", "x'00ff'"])
+def test_a_damaged_code_in_the_store_is_an_error_not_a_traceback(index_copy, value):
+    store = Store(sqlite_url(index_copy / SQLITE_FILE), BITS)
+    with store._transaction(write=True, doing="test") as conn:  # what a damaged file would hold
+        conn.exec_driver_sql(f"UPDATE semhash_items SET code = {value} WHERE row_id = 3")
+    store.close()
+    result = CliRunner().invoke(main, ["query", "-", "-i", str(index_copy)], input="[0.1]\n")
+    assert result.exit_code == 1 and "holds a row id or code that is not a number of the right size" in result.stderr
