@@ -118,9 +118,18 @@ class LiveIndex:
 
     @staticmethod
     def _in(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-        """Membership of each value in a sorted array."""
+        """Membership of each value in a sorted array: a mask over the set's range where that range is
+        small (a gather a value, several times faster than a binary search each), else binary search."""
         if not len(sorted_set) or not len(values):
             return np.zeros(len(values), bool)
+        lo, hi = int(sorted_set[0]), int(sorted_set[-1])
+        if hi - lo < max(1 << 16, 4 * len(values)):
+            mask = np.zeros(hi - lo + 1, bool)
+            mask[sorted_set - lo] = True
+            inside = (values >= lo) & (values <= hi)
+            out = np.zeros(len(values), bool)
+            out[inside] = mask[values[inside] - lo]
+            return out
         pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
         return sorted_set[pos] == values
 
