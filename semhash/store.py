@@ -957,8 +957,18 @@ class Store:
         return version, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _version(self, conn: sa.Connection, key: str = "version") -> int:
-        m = self._meta
-        return _int_meta(conn.execute(sa.select(m.c.value).where(m.c.key == key)).scalar())
+        return self._versions(conn)[0 if key == "version" else 1]
+
+    def _versions(self, conn: sa.Connection) -> tuple[int, int]:
+        """(version, log_floor), in one query straight through the DBAPI cursor (a reader asks before
+        every answer, so SQLAlchemy's statement building would cost more than the query)."""
+        cur = conn.connection.cursor()
+        try:
+            cur.execute(f"SELECT key, value FROM {self._meta_q} WHERE key IN ('version', 'log_floor')")
+            values = dict(cur.fetchall())
+        finally:
+            cur.close()
+        return _int_meta(values.get("version")), _int_meta(values.get("log_floor"))
 
     def version(self) -> int:
         """The number of the last committed change (0 for a new store)."""
@@ -971,7 +981,7 @@ class Store:
         to `version` (trimmed, or a change too large to log): read everything with `snapshot()`."""
         nb = self._nbytes
         with self._reading(conn, "reading changes") as conn:
-            now, floor = self._version(conn), self._version(conn, "log_floor")
+            now, floor = self._versions(conn)
             if now <= version:
                 return Changes(now, np.zeros(0, np.int64), np.zeros((0, nb), np.uint8), np.zeros(0, bool))
             if version < floor or version < 0:
