@@ -142,15 +142,17 @@ async def soak(base: str, vectors: np.ndarray, seconds: float, start_items: int)
             done["queries"] += 1
             j += 8
 
+    tag = f"soak{os.getpid()}x{int(time.time())}"  # ids of this run only: earlier runs may have left items
+
     async def writer(http) -> None:
         b = 0
         rng = np.random.default_rng(0)
         while time.perf_counter() < deadline:
             if alive and (len(alive) > 20 or rng.random() < 0.4):
                 gone = alive.pop(int(rng.integers(len(alive))))
-                r = await http.request("DELETE", "/items", json={"ids": [f"soak{gone}-{j}" for j in range(20)]})
+                r = await http.request("DELETE", "/items", json={"ids": [f"{tag}-{gone}-{j}" for j in range(20)]})
             else:
-                items = [{"id": f"soak{b}-{j}", "vector": vectors[(b * 20 + j) % len(vectors)].tolist()}
+                items = [{"id": f"{tag}-{b}-{j}", "vector": vectors[(b * 20 + j) % len(vectors)].tolist()}
                          for j in range(20)]
                 r = await http.post("/items", json={"items": items})
                 alive.append(b)
