@@ -182,7 +182,6 @@ def train(corpus: str, output: str, force: bool, quiet: bool, **opts) -> None:
 def encode(corpus: str, model_dir: str, fmt: str, output: str | None, force: bool) -> None:
     """Print the binary code of every item of CORPUS (hex, most significant bit first)."""
     from .corpus import Corpus
-    from .errors import ConfigError
     from .fsutil import atomic_file, check_output_file
     from .model import Model, code_records
 
@@ -354,7 +353,6 @@ def rebuild(index_dir: str) -> None:
 @_fail_cleanly
 def serve(index_dir: str, host: str, port: int, workers: int, api_key: str | None) -> None:
     """Serve the index over HTTP: POST /query, POST and DELETE /items, GET /info and /health (JSON)."""
-    from .errors import ConfigError
     from .indexdir import IndexManifest
 
     IndexManifest.read(Path(index_dir))  # a missing or damaged index fails here, not in every worker
@@ -412,7 +410,6 @@ def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, met
     precision@k of exact kNN on the features (a reference ceiling), the random row a random ranking's.
     """
     from .corpus import Corpus
-    from .errors import ConfigError
     from .evalrun import check_plot_path, format_table, parse_bits, parse_methods, plot_report, run_evaluation
     from .fsutil import atomic_file, check_output_file
 

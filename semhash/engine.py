@@ -10,6 +10,7 @@ one process may write while any number of others read, and no answer mixes two s
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -166,9 +167,6 @@ class Engine:
                                   f"new directory (-o NEW_DIR), or delete {target} first")
             raise IndexError_(f"the index at {target} keeps features; it keeps them for every item it holds "
                               f"(index into a new directory to have an index without them)")
-        if manifest.format < 2 and manifest.features:
-            raise IndexError_(f"the index at {target} keeps features in the layout of an older semhash; index the "
-                              f"corpus again into a new directory (-o NEW_DIR), with --keep-features to re-rank")
         manifest = upgrade(target, manifest)
         if self.directory is None or self.directory != target.absolute():
             self._attach(target, manifest)
@@ -236,13 +234,12 @@ class Engine:
         self.close()
         store = manifest.open_store(directory)
         try:
-            version, row_ids, codes = store.snapshot()
+            live = self._read_live(store)
         except BaseException:
             store.close()
             raise
-        self.directory, self.manifest, self.store = directory.absolute(), manifest, store
+        self.directory, self.manifest, self.store, self.live = directory.absolute(), manifest, store, live
         self._model_dir = self.directory / MODEL_DIR
-        self.live = LiveIndex(self.model.bits, row_ids, codes, version)
         self._features = None
 
     def refresh(self) -> int:
@@ -279,11 +276,7 @@ class Engine:
         (raising for damaged rows) and returns the engine."""
         directory = Path(directory)
         engine = cls.load(directory)
-        if engine.manifest.format < 2:
-            if engine.manifest.features:
-                raise IndexError_(f"the index at {directory} keeps features in the layout of an older semhash; "
-                                  f"index the corpus again into a new directory (-o NEW_DIR)")
-            engine.manifest = upgrade(directory, engine.manifest)
+        engine.manifest = upgrade(directory, engine.manifest)
         return engine
 
     def close(self) -> None:
@@ -402,14 +395,15 @@ class Engine:
         if changes.version == self.live.version:
             return False
         if changes.reload or len(changes.row_ids) > len(self.live) // RELOAD_SHARE:
-            self.live = LiveIndex(self.model.bits, *self._read_all(conn))
+            self.live = self._read_live(self.store, conn)
         else:
             self.live.apply(changes.row_ids, changes.codes, changes.present, changes.version)
         return True
 
-    def _read_all(self, conn=None) -> tuple:
-        version, row_ids, codes = self.store.snapshot(conn=conn)
-        return row_ids, codes, version
+    def _read_live(self, store: Store, conn=None) -> LiveIndex:
+        """Search structures built from every stored item (in the snapshot `conn` if given)."""
+        version, row_ids, codes = store.snapshot(conn=conn)
+        return LiveIndex(self.model.bits, row_ids, codes, version)
 
     @property
     def features(self) -> KeptFeatures:
@@ -497,7 +491,6 @@ def _distinct(row_ids: np.ndarray) -> np.ndarray:
 
 
 def _read_json(path: Path) -> dict:
-    import json
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

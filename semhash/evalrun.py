@@ -36,7 +36,7 @@ from .corpus import Batch
 from .errors import ConfigError, CorpusError
 from .evaluate import (code_diagnostics, evaluate_hamming, feature_knn_precision, tie_averaged_average_precision)
 from .fsutil import atomic_file
-from .hashers import HASHERS, hasher_class
+from .hashers import HASHERS
 
 DEFAULT_METHODS = HASHERS  # ae, itq, pca, lsh
 DEFAULT_BITS = (16, 32, 64)

@@ -83,10 +83,13 @@ class IndexManifest:
 
 def upgrade(directory: Path, manifest: IndexManifest) -> IndexManifest:
     """Bring a format-1 index directory to the current format before its first update: the manifest is
-    rewritten, and faiss.index (which format 2 does not keep) is removed. Its kept features (files that
-    this semhash does not read) are left where they are and no longer listed."""
+    rewritten, and faiss.index (which format 2 does not keep) is removed. One that keeps features (in
+    files this semhash does not read) is refused: it has to be indexed again."""
     if manifest.format >= INDEX_FORMAT:
         return manifest
+    if manifest.features:
+        raise IndexError_(f"the index at {directory} keeps features in the layout of an older semhash; index the "
+                          f"corpus again into a new directory (-o NEW_DIR), with --keep-features to re-rank")
     new = IndexManifest(**{**asdict(manifest), "format": INDEX_FORMAT, "features": None})
     new.write(directory, replace=True)
     old = Path(directory) / "faiss.index"

@@ -38,9 +38,13 @@ class LiveIndex:
         self._set_base(np.asarray(row_ids, np.int64), np.ascontiguousarray(codes, np.uint8))
 
     def _set_base(self, row_ids: np.ndarray, codes: np.ndarray) -> None:
-        self.base = BucketTable.build(row_ids, codes)
-        self.searcher = Searcher(self.base, self.bits)
-        self._base_sorted = np.sort(row_ids)
+        self._install(BucketTable.build(row_ids, codes), np.sort(row_ids))
+
+    def _install(self, table: BucketTable, sorted_rows: np.ndarray) -> None:
+        """Take `table` as the base (its row ids, sorted: `sorted_rows`), with an empty delta."""
+        self.base = table
+        self.searcher = Searcher(table, self.bits)
+        self._base_sorted = sorted_rows
         self.dead = np.zeros(0, np.int64)                       # sorted base row ids no longer live
         self.delta_rows = np.zeros(0, np.int64)                 # sorted
         self.delta_codes = np.zeros((0, self.nbytes_code), np.uint8)
@@ -99,14 +103,9 @@ class LiveIndex:
         extra = np.sort((code_keys(self.delta_codes) << shift) | self.delta_rows.astype(np.uint64))
         merged = np.insert(packed, np.searchsorted(packed, extra), extra)
         rows = (merged & np.uint64((1 << row_bits) - 1)).astype(np.int64)
-        table = BucketTable.from_sorted(merged >> shift, rows, base.code_bytes)
-        self.base = table
-        self.searcher = Searcher(table, self.bits)
         kept = self._base_sorted[~self._in(self._base_sorted, self.dead)]
-        self._base_sorted = np.insert(kept, np.searchsorted(kept, self.delta_rows), self.delta_rows)
-        self.dead = np.zeros(0, np.int64)
-        self.delta_rows = np.zeros(0, np.int64)
-        self.delta_codes = np.zeros((0, self.nbytes_code), np.uint8)
+        self._install(BucketTable.from_sorted(merged >> shift, rows, base.code_bytes),
+                      np.insert(kept, np.searchsorted(kept, self.delta_rows), self.delta_rows))
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """Every live (row id, code), the base's in bucket order, then the delta's."""

@@ -69,13 +69,13 @@ class DeleteRequest(BaseModel):
 
 
 class _State:
-    """The worker's engine, loaded in the background so that /health answers while it loads."""
+    """The worker's engine, loaded in the background so that /health answers while it loads. The
+    endpoints use it only from the event loop, one request at a time."""
 
     def __init__(self, index_dir: str):
         self.index_dir = index_dir
         self.engine = None
         self.error: str | None = None
-        self.lock = threading.Lock()
 
     def load(self) -> None:
         from .engine import Engine
@@ -163,20 +163,18 @@ def create_app(index_dir: str | os.PathLike, api_key: str | None = None, max_bod
     async def lifespan(app):
         threading.Thread(target=state.load, daemon=True).start()
         yield
-        with state.lock:
-            if state.engine is not None:
-                state.engine.close()
+        if state.engine is not None:
+            state.engine.close()
 
     app = FastAPI(title="semhash", description="Semantic hashing retrieval over one index.", lifespan=lifespan)
 
-    def authorized(authorization: str | None = Header(default=None)) -> None:
+    async def authorized(authorization: str | None = Header(default=None)) -> None:
         if api_key is None:
             return
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), api_key.encode()):
             raise HTTPException(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
                                 headers={"WWW-Authenticate": "Bearer"})
-
 
     @app.exception_handler(SemhashError)
     async def semhash_error(request: Request, exc: SemhashError):
@@ -194,42 +192,38 @@ def create_app(index_dir: str | os.PathLike, api_key: str | None = None, max_bod
     async def health():
         if state.engine is None:
             return JSONResponse({"ok": False, "status": state.error or "loading"}, status_code=503)
-        with state.lock:
-            state.engine.refresh()
-            return {"ok": True, "items": len(state.engine.live), "version": state.engine.live.version}
+        state.engine.refresh()
+        return {"ok": True, "items": len(state.engine.live), "version": state.engine.live.version}
 
     @app.post("/query", dependencies=[Depends(authorized)])
     async def query(req: QueryRequest):
         engine = state.ready()
         batch = _query_batch(req.queries)
-        with state.lock:
-            answers = engine.query_batch(batch, k=req.k or None, radius=req.radius, strategy=req.strategy,
-                                         rerank=req.rerank, candidates=req.candidates)
+        answers = engine.query_batch(batch, k=req.k or None, radius=req.radius, strategy=req.strategy,
+                                     rerank=req.rerank, candidates=req.candidates)
         # built here, not by FastAPI's encoder, which walks every hit again (0.4 ms a query of 10 hits)
-        return _json({"answers": [{"query_id": a.query_id, "searched_radius": a.searched_radius,
-                                   "strategy": a.strategy, "hits": [asdict(h) for h in a.hits]} for a in answers]})
+        return JSONResponse({"answers": [{"query_id": a.query_id, "searched_radius": a.searched_radius,
+                                          "strategy": a.strategy, "hits": [asdict(h) for h in a.hits]}
+                                         for a in answers]})
 
     @app.post("/items", dependencies=[Depends(authorized)])
     async def upsert(req: ItemsRequest):
         engine = state.ready()
-        with state.lock:
-            stats = engine.add(req.items)
-            return {"added": stats.added, "replaced": stats.replaced, "items": len(engine.live),
-                    "version": engine.live.version}
+        stats = engine.add(req.items)
+        return {"added": stats.added, "replaced": stats.replaced, "items": len(engine.live),
+                "version": engine.live.version}
 
     @app.delete("/items", dependencies=[Depends(authorized)])
     async def delete(req: DeleteRequest):
         engine = state.ready()
-        with state.lock:
-            removed = engine.remove(req.ids)
-            return {"deleted": removed, "not_found": len(set(req.ids)) - removed, "items": len(engine.live),
-                    "version": engine.live.version}
+        removed = engine.remove(req.ids)
+        return {"deleted": removed, "not_found": len(set(req.ids)) - removed, "items": len(engine.live),
+                "version": engine.live.version}
 
     @app.get("/info", dependencies=[Depends(authorized)])
     async def info():
         engine = state.ready()
-        with state.lock:
-            return engine.info()
+        return engine.info()
 
     app.add_middleware(_BodyLimit, limit=max_body)
     app.add_middleware(_RequestLog)
@@ -237,26 +231,12 @@ def create_app(index_dir: str | os.PathLike, api_key: str | None = None, max_bod
 
 
 def _query_batch(queries: list):
-    """The queries as the engine takes them: texts, or a Batch (vectors given as plain records go
-    straight into an array; anything else is validated as corpus records are)."""
+    """The queries as the engine takes them: texts, or validated records (a Batch)."""
     if all(isinstance(q, str) for q in queries):
         return queries
-    if all(isinstance(q, QueryRecord) and q.vector is not None and q.text is None for q in queries):
-        import numpy as np
-
-        from .corpus import Batch
-        widths = {len(q.vector) for q in queries}
-        vectors = np.asarray([q.vector for q in queries], dtype=np.float32) if len(widths) == 1 else None
-        if vectors is not None and vectors.shape[1] and np.isfinite(vectors).all():
-            ids = [q.id if q.id is not None else str(i) for i, q in enumerate(queries)]
-            return Batch(ids=ids, vectors=vectors, labels=[() for _ in ids], payloads=[{} for _ in ids])
     from .corpus import batch_from_dicts
     return batch_from_dicts([{"id": str(i), "text": q} if isinstance(q, str)
                              else {"id": str(i), **q.model_dump(exclude_none=True)} for i, q in enumerate(queries)])
-
-
-def _json(content) -> JSONResponse:
-    return JSONResponse(content)
 
 
 def app_from_env() -> FastAPI:

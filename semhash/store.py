@@ -592,13 +592,13 @@ class Store:
             conn.exec_driver_sql(update, new)
         return version
 
-    def _select_in(self, conn: sa.Connection, columns: Sequence[str], key: str, values: Sequence
-                   ) -> list[tuple]:
-        """Rows (as tuples of `columns`) whose `key` column ('ext_id' or 'row_id') is one of `values`:
-        one query per chunk of values, straight through the DBAPI cursor on SQLite and PostgreSQL."""
+    def _select_in(self, conn: sa.Connection, columns: Sequence[str], key: str, values: Sequence,
+                   table_q: str | None = None) -> list[tuple]:
+        """Rows (as tuples of `columns`) of the items table (or `table_q`) whose `key` column ('ext_id' or
+        'row_id') is one of `values`: one query per chunk of values, straight through the DBAPI cursor."""
         if not len(values):
             return []
-        head = f"SELECT {', '.join(columns)} FROM {self._items_q} WHERE {key}"
+        head = f"SELECT {', '.join(columns)} FROM {table_q or self._items_q} WHERE {key}"
         out = []
         cur = conn.connection.cursor()
         try:
@@ -779,18 +779,9 @@ class Store:
         wanted = np.unique(np.asarray(row_ids, dtype=np.int64)).tolist()
         out: dict[int, bytes] = {}
         with self._reading(conn, "reading kept features") as conn:
-            cur = conn.connection.cursor()
-            try:
-                for chunk in _chunks(wanted, min(10_000, self._in_chunk)):
-                    if self._sqlite:
-                        cur.execute(f"SELECT row_id, data FROM {self._features_q} WHERE row_id IN "
-                                    f"({','.join('?' * len(chunk))})", chunk)
-                    else:
-                        cur.execute(f"SELECT row_id, data FROM {self._features_q} WHERE row_id = ANY(%s::bigint[])",
-                                    ("{" + ",".join(map(str, chunk)) + "}",))
-                    out.update((int(r), bytes(d)) for r, d in cur.fetchall())
-            finally:
-                cur.close()
+            for chunk in _chunks(wanted, min(10_000, self._in_chunk)):
+                rows = self._select_in(conn, ("row_id", "data"), "row_id", chunk, self._features_q)
+                out.update((int(r), bytes(d)) for r, d in rows)
         return out
 
     def count_features(self) -> int:
@@ -906,13 +897,6 @@ class Store:
             version = self._log_change(conn, self._write_state(conn), rids)
         return Deleted(np.asarray(rids, dtype=np.int64), self._codes_from_values([r[1] for r in found]), version)
 
-    def iter_codes(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (row_ids, codes) chunks of at most `chunk` items, in row id order, from one snapshot."""
-        if chunk < 1:
-            raise StoreError(f"chunk must be positive, got {chunk}")
-        with self._transaction(doing="reading codes", snapshot=True) as conn:
-            yield from self._read_codes(conn, chunk)
-
     def _read_codes(self, conn: sa.Connection, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         last = None
         while True:  # straight to the DBAPI cursor: no Row objects; only integers are inlined
@@ -949,6 +933,8 @@ class Store:
     def snapshot(self, chunk: int = 100_000, conn: sa.Connection | None = None) -> tuple[int, np.ndarray, np.ndarray]:
         """(version, row ids, codes) of every stored item, read in one snapshot: the state a reader starts
         from and then follows with `changes_since(version)`."""
+        if chunk < 1:
+            raise StoreError(f"chunk must be positive, got {chunk}")
         with self._reading(conn, "reading codes") as conn:
             version = self._version(conn)
             parts = list(self._read_codes(conn, chunk))
@@ -1037,14 +1023,13 @@ class Store:
                                 f"{self.namespace!r} ({self._masked}); the index is out of step with its "
                                 f"store: rebuild it", missing)
 
-    def hit_fields(self, row_ids: np.ndarray, version: bool = False, conn: sa.Connection | None = None) -> tuple:
+    def hit_fields(self, row_ids: np.ndarray, conn: sa.Connection | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ext ids, payloads) as object arrays aligned with `row_ids` (sorted, distinct, all stored):
-        the lean read behind query answers (no codes, no labels), and with `version` the store version
-        they were read at (one snapshot). MissingItemError when any is not stored."""
+        the lean read behind query answers (no codes, no labels), in the snapshot `conn` if given.
+        MissingItemError when any is not stored."""
         wanted = np.asarray(row_ids, dtype=np.int64)
         size = min(10_000, self._in_chunk)
         with self._reading(conn, "fetching items") as conn, gc_paused():
-            at = self._version(conn) if version else None
             rows = []
             for chunk in _chunks(wanted.tolist(), size):
                 rows += self._select_in(conn, ("row_id", "ext_id", "payload"), "row_id", chunk)
@@ -1056,7 +1041,7 @@ class Store:
             ext_ids[:] = [r[1] for r in rows]
             # most payloads of a corpus without extra fields are "{}": a new empty dict each, no parsing
             payloads[:] = [{} if r[2] == "{}" else _loads(r[2]) for r in rows]
-        return (ext_ids, payloads, at) if version else (ext_ids, payloads)
+        return ext_ids, payloads
 
     def row_ids_for(self, ext_ids: Iterable[str]) -> dict[str, int]:
         """ext_id -> row_id for the given ids that are stored (unknown ones are left out)."""

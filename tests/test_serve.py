@@ -4,7 +4,6 @@ status and message, and the server still answering), a write seen by the other w
 and a clean stop on SIGTERM."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
