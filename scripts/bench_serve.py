@@ -3,11 +3,13 @@
     python scripts/bench_serve.py --index fm-index --queries fashion-mnist/test.npz [--seconds 10]
     python scripts/bench_serve.py --index fm-index --queries fashion-mnist/test.npz --soak 300
 
-Benchmark: one query per request (k=10, the vector as JSON), sent by 1, 8 and 32 concurrent clients
-(asyncio tasks of one httpx.AsyncClient, each waiting for its answer before the next request), to a
-server of 1 and 2 workers, for --seconds each; beside it, in process, single `Engine.query` calls
-and one batched `Engine.query_batch`. Prints queries/s and p50/p99 latency, and the service's
-overhead at p50 over a single in-process query with one client.
+Benchmark: one query per request (k=10, the vector as JSON, encoded once beforehand), sent by 1, 8 and
+32 concurrent clients (asyncio tasks of one httpx.AsyncClient, each waiting for its answer before the
+next request), to a server of 1 and 2 workers (one thread each, the default), for --seconds each; beside
+it, in process, single `Engine.query` calls on one thread, as a worker runs them, and one batched
+`Engine.query_batch` on all cores. Prints queries/s, p50/p99 latency as the client saw it, the p50 of
+the server's own request time (from its log lines), and the service's overhead at p50 over a single
+in-process query with one client.
 
 --soak S: 8 clients query and 1 client upserts and deletes batches (of 20 items, copies of query
 vectors under new ids) for S seconds against a server of 2 workers; prints the answers that were not
@@ -17,15 +19,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 from semhash.engine import Engine
+
+JSON = {"content-type": "application/json"}
 
 
 def free_port() -> int:
@@ -34,12 +41,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(index: str, workers: int) -> tuple[subprocess.Popen, str]:
+def start(index: str, workers: int, log=subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
     import httpx
     port = free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "semhash.cli", "serve", "-i", index, "--port", str(port),
-                             "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                             "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     ready = 0
@@ -71,7 +77,7 @@ async def load(base: str, bodies: list[dict], clients: int, seconds: float) -> l
         j = i
         while time.perf_counter() < deadline:
             t = time.perf_counter()
-            r = await http.post("/query", json=bodies[j % len(bodies)])
+            r = await http.post("/query", content=bodies[j % len(bodies)], headers=JSON)
             latencies.append(time.perf_counter() - t)
             errors += r.status_code != 200
             j += clients
@@ -84,44 +90,59 @@ async def load(base: str, bodies: list[dict], clients: int, seconds: float) -> l
     return latencies
 
 
-def row(name: str, lat: list[float], seconds: float) -> str:
+def row(name: str, lat: list[float], seconds: float, server: str = "") -> str:
     ms = np.asarray(lat) * 1000
-    return f"| {name} | {len(lat) / seconds:,.0f} | {np.percentile(ms, 50):.2f} | {np.percentile(ms, 99):.2f} |"
+    return (f"| {name} | {len(lat) / seconds:,.0f} | {np.percentile(ms, 50):.2f} | {np.percentile(ms, 99):.2f} "
+            f"| {server} |")
+
+
+def server_p50(log, start: int) -> str:
+    """The p50 of the request times that the server logged for POST /query since byte `start` of its log."""
+    log.flush()
+    with open(log.name, encoding="utf-8") as fh:
+        fh.seek(start)
+        ms = [float(x) for x in re.findall(r"POST /query 200 ([0-9.]+)ms", fh.read())]
+    return f"{np.percentile(ms, 50):.2f}" if ms else ""
 
 
 def bench(index: str, vectors: np.ndarray, seconds: float) -> None:
-    bodies = [{"queries": [{"vector": v.tolist()}], "k": 10} for v in vectors[:1000]]
+    from threadpoolctl import threadpool_limits
+
+    bodies = [json.dumps({"queries": [{"vector": v.tolist()}], "k": 10}).encode() for v in vectors[:1000]]
     with Engine.load(index) as engine:
-        engine.query(vectors[0], k=10)
-        lat = []
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            v = vectors[len(lat) % len(vectors)]
-            t = time.perf_counter()
-            engine.query(v, k=10)
-            lat.append(time.perf_counter() - t)
+        with threadpool_limits(limits=1):  # as a server worker runs (semhash serve --threads 1)
+            engine.query(vectors[0], k=10)
+            lat = []
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                v = vectors[len(lat) % len(vectors)]
+                t = time.perf_counter()
+                engine.query(v, k=10)
+                lat.append(time.perf_counter() - t)
         single = lat
         t = time.perf_counter()
         engine.query_batch(vectors, k=10)
         batched = time.perf_counter() - t
-    print("| setting | queries/s | p50 ms | p99 ms |")
-    print("|---|---:|---:|---:|")
-    print(row("in process: Engine.query, one at a time", single, seconds))
+    print("| setting | queries/s | p50 ms | p99 ms | server's p50 ms |")
+    print("|---|---:|---:|---:|---:|")
+    print(row("in process: Engine.query, one at a time, 1 thread", single, seconds))
     print(f"| in process: Engine.query_batch of {len(vectors):,} | {len(vectors) / batched:,.0f} | "
-          f"{batched / len(vectors) * 1000:.3f} (per query) | |")
+          f"{batched / len(vectors) * 1000:.3f} (per query) | | |")
     p50_http = None
-    for workers in (1, 2):
-        proc, base = start(index, workers)
-        try:
-            asyncio.run(load(base, bodies, 1, 2))  # warm-up
-            for clients in (1, 8, 32):
-                lat = asyncio.run(load(base, bodies, clients, seconds))
-                print(row(f"HTTP: {workers} worker{'s' if workers > 1 else ''}, {clients} client"
-                          f"{'s' if clients > 1 else ''}", lat, seconds), flush=True)
-                if workers == 1 and clients == 1:
-                    p50_http = float(np.percentile(lat, 50))
-        finally:
-            stop(proc)
+    with tempfile.NamedTemporaryFile("a+", suffix=".log") as log:
+        for workers in (1, 2):
+            proc, base = start(index, workers, log)
+            try:
+                asyncio.run(load(base, bodies, 1, 2))  # warm-up
+                for clients in (1, 8, 32):
+                    mark = os.path.getsize(log.name)
+                    lat = asyncio.run(load(base, bodies, clients, seconds))
+                    print(row(f"HTTP: {workers} worker{'s' if workers > 1 else ''}, {clients} client"
+                              f"{'s' if clients > 1 else ''}", lat, seconds, server_p50(log, mark)), flush=True)
+                    if workers == 1 and clients == 1:
+                        p50_http = float(np.percentile(lat, 50))
+            finally:
+                stop(proc)
     overhead = (p50_http - float(np.percentile(single, 50))) * 1000
     print(f"\nservice overhead at p50, 1 worker, 1 client, over a single in-process query: {overhead:.2f} ms")
 

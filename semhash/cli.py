@@ -276,8 +276,6 @@ def index_cmd(corpus: str, output: str, model_dir: str | None, db_url: str | Non
 def query(file: str, index_dir: str, k: int, radius: int, strategy: str, fmt: str, rerank: bool,
           candidates: int | None) -> None:
     """Search the index for each query in FILE (text lines, JSONL with text or vector, .npy; - for stdin)."""
-    from dataclasses import asdict
-
     from .corpus import Corpus
     from .engine import Engine
 
@@ -299,8 +297,7 @@ def query(file: str, index_dir: str, k: int, radius: int, strategy: str, fmt: st
                     for rank, h in enumerate(ans.hits, 1):
                         click.echo(f"{ans.query_id}\t{rank}\t{h.id}\t{h.distance}\t{h.score}")
                 else:
-                    _emit({"query_id": ans.query_id, "searched_radius": ans.searched_radius,
-                           "strategy": ans.strategy, "hits": [asdict(h) for h in ans.hits]})
+                    _emit(ans.to_json())
 
 
 @main.command(epilog="Example: semhash info semhash-index")
@@ -348,10 +345,13 @@ def rebuild(index_dir: str) -> None:
               help="Address to listen on. Never bind a public address (0.0.0.0) without --api-key.")
 @click.option("--port", default=8000, show_default=True, help="TCP port.")
 @click.option("--workers", default=1, show_default=True, help="Worker processes (each holds the index in memory).")
+@click.option("--threads", default=1, show_default=True,
+              help="CPU threads per worker. A worker answers one request at a time: for throughput add workers; "
+                   "extra threads make single queries slower on a busy machine.")
 @click.option("--api-key", envvar="SEMHASH_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' on every endpoint but /health (or set SEMHASH_API_KEY).")
 @_fail_cleanly
-def serve(index_dir: str, host: str, port: int, workers: int, api_key: str | None) -> None:
+def serve(index_dir: str, host: str, port: int, workers: int, threads: int, api_key: str | None) -> None:
     """Serve the index over HTTP: POST /query, POST and DELETE /items, GET /info and /health (JSON)."""
     from .indexdir import IndexManifest
 
@@ -360,6 +360,8 @@ def serve(index_dir: str, host: str, port: int, workers: int, api_key: str | Non
         raise ConfigError(f"--workers must be from 1 to 64, got {workers}")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be from 0 to 65535, got {port}")
+    if not 1 <= threads <= 1024:
+        raise ConfigError(f"--threads must be from 1 to 1024, got {threads}")
     try:
         from .serve import run
     except ImportError as e:
@@ -369,7 +371,7 @@ def serve(index_dir: str, host: str, port: int, workers: int, api_key: str | Non
              f"change the index")
     _log(f"Serving {index_dir} on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); "
          f"Ctrl-C or SIGTERM stops it")
-    run(index_dir, host=host, port=port, workers=workers, api_key=api_key)
+    run(index_dir, host=host, port=port, workers=workers, threads=threads, api_key=api_key)
 
 
 @main.command("eval", epilog="Example: semhash eval data/debian-sample.jsonl --methods itq,pca,lsh --bits 16,32 "

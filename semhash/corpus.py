@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import sys
 import zipfile
@@ -33,6 +32,7 @@ RESERVED = ("id", "text", "vector", "label", "labels")
 MAX_INT_DIGITS = 19      # JSON integers: at most 19 digits (an id or a payload number; int64 holds them)
 MAX_DEPTH = 32           # JSON nesting of a record (objects and lists inside one another)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NUMBER_TYPES = {int, float}  # bool is neither: type(True) is bool
 JSONL_EXT = {".jsonl", ".ndjson", ".json"}
 
 
@@ -276,7 +276,7 @@ def _json_problem(obj, depth: int = 0) -> str | None:
             return (f"the string {obj[:40]!r} holds a lone surrogate ({e.object[e.start]!r}), which is not valid "
                     f"Unicode; fix the \\u escape")
         return None
-    if isinstance(obj, list) and all(type(v) in (float, int) for v in obj):
+    if isinstance(obj, list) and set(map(type, obj)) <= _NUMBER_TYPES:
         return None  # a vector: numbers hold no strings (and recursing into each costs 0.5 ms a 784-d row)
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
     for key, value in items:
@@ -337,12 +337,17 @@ class _Builder:
     def _vector(self, vec, err) -> list[float]:
         if not isinstance(vec, list) or not vec:
             raise err("'vector' must be a non-empty list of numbers")
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vec):
+        if not set(map(type, vec)) <= _NUMBER_TYPES:  # whole-list checks in C: 784 values in ~20 µs
             raise err("'vector' must contain only numbers")
-        if not all(math.isfinite(x) for x in vec):
+        too_big = f"vector has a value beyond the float32 range (±{FLOAT32_MAX:.4g}); scale the vectors down"
+        try:
+            values = np.asarray(vec, dtype=np.float64)
+        except OverflowError:  # an integer beyond float64
+            raise err(too_big) from None
+        if not np.isfinite(values).all():  # only a float can be NaN or infinite here
             raise err("vector contains NaN or infinite values")
-        if any(abs(x) > FLOAT32_MAX for x in vec):
-            raise err(f"vector has a value beyond the float32 range (±{FLOAT32_MAX:.4g}); scale the vectors down")
+        if np.abs(values).max() > FLOAT32_MAX:
+            raise err(too_big)
         if self.dim is None:
             self.dim = len(vec)
         elif len(vec) != self.dim:

@@ -53,6 +53,10 @@ class Hit:
     payload: dict = field(default_factory=dict)
     filled: bool = False
 
+    def to_json(self) -> dict:
+        return {"id": self.id, "distance": self.distance, "score": self.score, "payload": self.payload,
+                "filled": self.filled}
+
 
 @dataclass
 class Answer:
@@ -62,6 +66,11 @@ class Answer:
     searched_radius: int
     strategy: str
     hits: list[Hit]
+
+    def to_json(self) -> dict:
+        """The answer as `semhash query` prints it and `semhash serve` returns it."""
+        return {"query_id": self.query_id, "searched_radius": self.searched_radius, "strategy": self.strategy,
+                "hits": [h.to_json() for h in self.hits]}
 
 
 class Engine:

@@ -5,11 +5,13 @@ and a clean stop on SIGTERM."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import asdict
 
 import pytest
@@ -19,6 +21,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from semhash.engine import Engine  # noqa: E402
+from semhash.store import Store  # noqa: E402
+from helpers import run  # noqa: E402
 
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -30,6 +34,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(index_dir, log_path, workers: int = 1, key: str | None = KEY):
+    """`semhash serve` on a free port, once every worker answers /health: (process, base URL, log file)."""
+    port = free_port()
+    log = open(log_path, "w")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", SEMHASH_API_KEY=key or "")
+    proc = subprocess.Popen([sys.executable, "-m", "semhash.cli", "serve", "-i", str(index_dir),
+                             "--port", str(port), "--workers", str(workers)], stdout=log, stderr=subprocess.STDOUT,
+                            env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        assert proc.poll() is None, log_path.read_text()
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                # every worker answers once each has loaded; ask a few times on fresh connections
+                if all(httpx.get(f"{base}/health", timeout=2).status_code == 200 for _ in range(3 * workers)):
+                    break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.2)
+    return proc, base, log
+
+
+def stop_server(proc, log) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, vector_docs, write_jsonl, fit_tiny_model):
     root = tmp_path_factory.mktemp("serve")
@@ -38,29 +73,9 @@ def server(tmp_path_factory, vector_docs, write_jsonl, fit_tiny_model):
     engine = Engine(fit_tiny_model(corpus, bits=16))
     engine.index(corpus, root / "idx", progress=False)
     engine.close()
-    port = free_port()
-    log = open(root / "server.log", "w")
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", SEMHASH_API_KEY=KEY)
-    proc = subprocess.Popen([sys.executable, "-m", "semhash.cli", "serve", "-i", str(root / "idx"),
-                             "--port", str(port), "--workers", "2"], stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        assert proc.poll() is None, (root / "server.log").read_text()
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                # both workers answer once each has loaded; ask a few times on fresh connections
-                if all(httpx.get(f"{base}/health", timeout=2).status_code == 200 for _ in range(6)):
-                    break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, (root / "server.log").read_text()
-        time.sleep(0.2)
+    proc, base, log = start_server(root / "idx", root / "server.log", workers=2)
     yield {"base": base, "docs": docs, "index": root / "idx", "proc": proc, "log": root / "server.log"}
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    log.close()
+    stop_server(proc, log)
 
 
 def post(server, path, body, headers=AUTH):
@@ -147,3 +162,44 @@ def test_sigterm_stops_the_server_cleanly(server):
     assert proc.wait(timeout=30) == 0
     with pytest.raises(httpx.TransportError):
         httpx.get(server["base"] + "/health", timeout=2)
+
+
+@pytest.mark.postgres
+def test_two_servers_with_their_own_copy_of_the_index_share_one_postgresql_store(
+        tmp_path, vector_docs, write_jsonl, fit_tiny_model, pg_url):
+    """As on two machines: each server has its own copy of the index directory (manifest and model) and
+    both use one PostgreSQL store. A write through either is seen by the other's next query."""
+    docs = vector_docs(60, seed=1)
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", docs)
+    namespace = f"sv{uuid.uuid4().hex[:10]}"
+    engine = Engine(fit_tiny_model(corpus, bits=16))
+    engine.index(corpus, tmp_path / "a", db_url=pg_url, namespace=namespace, progress=False)
+    engine.close()
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    servers = []
+    try:
+        servers = [start_server(tmp_path / name, tmp_path / f"{name}.log", key=None) for name in "ab"]
+        (_, a, _), (_, b, _) = servers
+        new = {"id": "fresh", "vector": [v + 0.001 for v in docs[3]["vector"]]}
+        r = httpx.post(a + "/items", json={"items": [new]})
+        assert r.status_code == 200 and r.json()["items"] == 61, r.text
+        ask = {"queries": [{"vector": new["vector"]}], "k": 0, "radius": 0}
+        assert "fresh" in [h["id"] for h in httpx.post(b + "/query", json=ask).json()["answers"][0]["hits"]]
+        r = httpx.request("DELETE", b + "/items", json={"ids": ["fresh", docs[0]["id"]]})
+        assert r.json()["deleted"] == 2 and r.json()["items"] == 59
+        assert "fresh" not in [h["id"] for h in httpx.post(a + "/query", json=ask).json()["answers"][0]["hits"]]
+        assert httpx.get(a + "/info").json()["items"] == httpx.get(b + "/info").json()["items"] == 59
+    finally:
+        for proc, _, log in servers:
+            stop_server(proc, log)
+        Store(pg_url, None, namespace=namespace, create=False).drop()
+
+
+@pytest.mark.parametrize("option,message", [
+    (["--workers", "0"], "Error: --workers must be from 1 to 64, got 0\n"),
+    (["--threads", "0"], "Error: --threads must be from 1 to 1024, got 0\n"),
+    (["--port", "70000"], "Error: --port must be from 0 to 65535, got 70000\n"),
+])
+def test_serve_refuses_out_of_range_options_before_starting(server, option, message):
+    result = run("serve", "-i", server["index"], *option)
+    assert result.exit_code == 1 and result.output == message
