@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semhash.fsutil import MANIFEST_FIELDS
+from semhash.fsutil import MANIFEST_FIELDS, directory_checksum
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -106,12 +107,67 @@ def manifest_change(rng: random.Random, manifest: dict, which: str):
     return {**manifest, key: rng.choice(wrong)}
 
 
+def store_damage(rng: random.Random, db: Path) -> None:
+    """Damage the SQLite store of an index: a value of the wrong type or shape in a row or the meta table,
+    a missing table, or bytes that are not a database."""
+    kind = rng.choice(["code", "meta", "payload", "labels", "log", "table", "garbage", "truncated"])
+    if kind == "garbage":
+        db.write_bytes(bytes(rng.randrange(256) for _ in range(4096)))
+        return
+    if kind == "truncated":
+        db.write_bytes(db.read_bytes()[:rng.randrange(100, 4000)])
+        return
+    statement = {
+        "code": rng.choice(["UPDATE semhash_items SET code = 'x' WHERE row_id = 1",
+                            "UPDATE semhash_items SET code = 1e300 WHERE row_id = 2",
+                            "UPDATE semhash_items SET code = -5",
+                            "UPDATE semhash_items SET code = x'00ff' WHERE row_id = 3"]),
+        "meta": "UPDATE semhash_meta SET value = %s WHERE key = '%s'" % (
+            rng.choice(["'x'", "NULL", "'-3'", "'99999999999999999999999'", "'1.5'"]),
+            rng.choice(["version", "bits", "next_row_id", "log_floor", "schema_version"])),
+        "payload": "UPDATE semhash_items SET payload = %s" % rng.choice(["'{bad'", "'[1]'", "'5'", "'null'"]),
+        "labels": "UPDATE semhash_items SET labels = %s" % rng.choice(["'{bad'", "'{}'", "'5'", "'[[1]]'"]),
+        "log": "INSERT INTO semhash_log VALUES (%s)" % rng.choice(["'x', 1, 2", "999, -5, 10**9", "2, 'a', 'b'"]),
+        "table": "DROP TABLE %s" % rng.choice(["semhash_items", "semhash_meta", "semhash_log", "semhash_features"]),
+    }[kind]
+    with sqlite3.connect(db) as conn:
+        try:
+            conn.execute(statement)
+        except sqlite3.Error:  # e.g. a Python expression that SQL does not take: damage something else
+            conn.execute("UPDATE semhash_meta SET value = 'x' WHERE key = 'version'")
+
+
+def model_damage(rng: random.Random, model: Path) -> None:
+    """Change a model's settings: an extra or null key in the hasher's settings or training config, or
+    in the featurizer's file (the checksum then updated, as if someone had edited it and re-signed)."""
+    manifest_path = model / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    key = rng.choice(["bogus", None])
+    if rng.random() < 0.5:
+        section = manifest["hasher"]
+        if "train" in section and rng.random() < 0.6:
+            section = section["train"]
+        name = key or rng.choice(sorted(section))
+        section[name] = None if key is None else rng.choice([1, "x", None, [1]])
+    else:
+        path = model / "featurizer" / "featurizer.json"
+        feat = json.loads(path.read_text())
+        name = key or rng.choice(sorted(feat))
+        feat[name] = None if key is None else rng.choice([1, "x", None, {"a": 1}])
+        path.write_text(json.dumps(feat))
+        manifest["checksum"] = directory_checksum(model, skip=("manifest.json",))
+    manifest_path.write_text(json.dumps(manifest))
+
+
 def option_case(rng: random.Random) -> tuple[str, list[str]]:
     kind = rng.choice(["k", "radius", "seed", "lr", "hidden", "bits", "epochs", "threads"])
+    if kind == "k" and rng.random() < 0.3:  # valid: more than every item is every item
+        return "huge -k", ["query", "QUERIES", "-i", "INDEX", "-k", rng.choice([str(2 ** 63), str(2 ** 64 + 1)])]
     if kind == "k":
-        return "query options", ["query", "QUERIES", "-i", "INDEX", "-k", rng.choice(["-1", "x", "1e3"])]
+        return "query options", ["query", "QUERIES", "-i", "INDEX", "-k", rng.choice(["-1", "x", "1e3", "0x10"])]
     if kind == "radius":
-        return "query options", ["query", "QUERIES", "-i", "INDEX", "--radius", rng.choice(["-1", "17", "999", "x"])]
+        return "query options", ["query", "QUERIES", "-i", "INDEX", "--radius",
+                                 rng.choice(["-1", "17", "999", "x", str(2 ** 63)])]
     value = {"seed": ["-1", str(2 ** 64), "x"], "lr": ["inf", "nan", "-1", "0"], "hidden": ["0", "99999999", "a,b", "-5"],
              "bits": ["0", "7", "2048", "-8"], "epochs": ["0", "-1", str(10 ** 9)], "threads": ["-1", "5000"]}[kind]
     return "training options", ["train", "CORPUS", "-o", "OUT", f"--{kind}", rng.choice(value), "--epochs", "1", "-q"] \
@@ -124,7 +180,9 @@ def output_case(rng: random.Random, work: Path) -> tuple[str, list[str], Path]:
               "underfile": work / "notes.txt" / "sub", "proc": Path("/proc/semhash-fuzz")}[kind]
     cmd = rng.choice([["train", "CORPUS", "--hasher", "itq", "--bits", "8", "-q", "-o", str(target)],
                       ["encode", "CORPUS", "-m", "MODEL", "-o", str(target)],
-                      ["index", "CORPUS", "-m", "MODEL", "-q", "-o", str(target)]])
+                      ["index", "CORPUS", "-m", "MODEL", "-q", "-o", str(target)],
+                      ["eval", "CORPUS", "--methods", "itq", "--bits", "8", "--query-count", "20", "-q",
+                       "--json", str(target)]])
     return "output paths", cmd, target
 
 
@@ -161,19 +219,23 @@ def main_() -> int:
     good = work / "good"
     good.mkdir()
     vecs = np.random.default_rng(0).normal(size=(300, 32)).astype(np.float32)
-    (good / "corpus.jsonl").write_text("".join(json.dumps({"id": f"v{i}", "vector": v.round(4).tolist()}) + "\n"
-                                               for i, v in enumerate(vecs)))
+    (good / "corpus.jsonl").write_text("".join(json.dumps({"id": f"v{i}", "vector": v.round(4).tolist(),
+                                                           "label": f"c{i % 3}"}) + "\n" for i, v in enumerate(vecs)))
     (good / "queries.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "vector": v.round(4).tolist()}) + "\n"
                                                 for i, v in enumerate(vecs[:5])))
     assert invoke(["train", "corpus.jsonl", "--hasher", "itq", "--bits", "16", "-q", "-o", "model"], good, False)[0] == 0
     assert invoke(["index", "corpus.jsonl", "-m", "model", "-q", "-o", "index"], good, False)[0] == 0
+    assert invoke(["train", "corpus.jsonl", "--bits", "8", "--hidden", "16", "--epochs", "1", "-q", "-o", "ae-model"],
+                  good, False)[0] == 0
     model_digest, index_digest = tree_digest(good / "model"), tree_digest(good / "index")
+    good_codes = {m: invoke(["encode", "queries.jsonl", "-m", m], good, False)[1] for m in ("model", "ae-model")}
     stats: dict[str, Counter] = defaultdict(Counter)
     bad_examples: list[str] = []
     for n in range(args.cases):
         case = work / f"case{n}"
         case.mkdir()
         shutil.copytree(good / "model", case / "model")
+        shutil.copytree(good / "ae-model", case / "ae-model")
         shutil.copytree(good / "index", case / "index")
         for name in ("corpus.jsonl", "queries.jsonl"):
             shutil.copy(good / name, case / name)
@@ -190,7 +252,7 @@ def main_() -> int:
             category = npz_file(rng, case / "bad.npz")
             cmd = rng.choice([["index", "bad.npz", "-o", "index", "-q"], ["encode", "bad.npz", "-m", "model"],
                               ["train", "bad.npz", "--hasher", "itq", "--bits", "8", "-q", "-o", "new-model"]])
-        elif roll < 0.7:
+        elif roll < 0.57:
             which = rng.choice(["index", "model"])
             category = f"{which} manifests"
             path = case / which / "manifest.json"
@@ -200,7 +262,18 @@ def main_() -> int:
                                ["delete", "index", "v1"], ["index", "corpus.jsonl", "-o", "index", "-q"]])
                    if which == "index" else rng.choice([["encode", "corpus.jsonl", "-m", "model"],
                                                         ["index", "corpus.jsonl", "-m", "model", "-o", "idx2", "-q"]]))
-        elif roll < 0.85:
+        elif roll < 0.67:
+            category = "store rows"
+            store_damage(rng, case / "index" / "items.db")
+            cmd = rng.choice([["info", "index"], ["query", "queries.jsonl", "-i", "index"], ["rebuild", "index"],
+                              ["delete", "index", "v1"], ["index", "corpus.jsonl", "-o", "index", "-q"]])
+        elif roll < 0.75:
+            category = "model files"
+            which = rng.choice(["model", "ae-model"])
+            model_damage(rng, case / which)
+            cmd = rng.choice([["encode", "queries.jsonl", "-m", which],
+                              ["index", "corpus.jsonl", "-m", which, "-o", "idx2", "-q"]])
+        elif roll < 0.87:
             category, cmd = option_case(rng)
         else:
             category, cmd, target = output_case(rng, case)
@@ -211,7 +284,9 @@ def main_() -> int:
                 "MODEL": "model"}.get(a, a) for a in cmd]
         before = {p: tree_digest(case / p) for p in ("project",) if (case / p).exists()}
         notes = (case / "notes.txt").read_bytes() if (case / "notes.txt").exists() else None
-        touched_good = category not in ("index manifests", "model manifests")
+        touched_good = category not in ("index manifests", "model manifests", "store rows", "model files")
+        # a damaged value that the command does not read may go unnoticed: success is allowed there
+        may_succeed = category in ("store rows", "model files", "huge -k")
         code, out, err = invoke(cmd, case, args.real)
         s = stats[category]
         s["cases"] += 1
@@ -222,7 +297,12 @@ def main_() -> int:
         if code == 2 and "internal error" in err:
             problems.append("internal error")
         if code == 0:
-            problems.append("accepted")
+            if not may_succeed:
+                problems.append("accepted")
+            elif category == "huge -k" and [len(json.loads(line)["hits"]) for line in out.splitlines()] != [300] * 5:
+                problems.append("wrong answer")
+            elif category == "model files" and cmd[0] == "encode" and out != good_codes[cmd[3]]:
+                problems.append("wrong answer")  # a setting it accepted changed the codes
         elif not err.startswith("Error: ") and "\nError: " not in err:
             problems.append("no Error: line")
         if code != 0 and out.strip():
@@ -243,7 +323,8 @@ def main_() -> int:
             bad_examples.append(f"{category}: {' '.join(cmd)[:120]} -> exit {code}: {problems}: {err.strip()[-200:]}")
         shutil.rmtree(case, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
-    cols = ["cases", "exit 1", "exit 2", "exit 0", "traceback", "internal error", "accepted", "no Error: line",
+    cols = ["cases", "exit 1", "exit 2", "exit 0", "traceback", "internal error", "accepted", "wrong answer",
+            "no Error: line",
             "partial output", "changed a good index or model", "changed a directory it did not write",
             "changed a file it did not write"]
     print("| category | " + " | ".join(cols) + " |")

@@ -413,7 +413,7 @@ def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, met
     """
     from .corpus import Corpus
     from .evalrun import check_plot_path, format_table, parse_bits, parse_methods, plot_report, run_evaluation
-    from .fsutil import atomic_file, check_output_file
+    from .fsutil import atomic_file, check_output_file, check_writable_folder
 
     method_names, bits = parse_methods(methods), parse_bits(bits_list)
     if k < 1:
@@ -432,6 +432,7 @@ def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, met
     for path in (json_path, plot_path):
         if path is not None:
             check_output_file(path, force)
+            check_writable_folder(path)  # before the evaluation, so that its table is not printed in vain
 
     database = Corpus(corpus).read_all()
     queries = Corpus(queries_path).read_all() if queries_path is not None else None

@@ -17,9 +17,8 @@ import csv
 import io
 import json
 import os
+import re
 import sys
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -150,6 +149,9 @@ class Corpus:
         for lineno, line in enumerate(lines, 1):
             if not line.strip():
                 continue
+            if line.count("[") + line.count("{") > MAX_DEPTH and _nesting(line) > MAX_DEPTH:
+                # refused before parsing: the parser's RecursionError can leave noise on stderr
+                raise CorpusError(f"JSON nested too deeply (at most {MAX_DEPTH} levels)", self.path, lineno)
             try:
                 obj = json.loads(line, parse_int=_bounded_int)
             except json.JSONDecodeError as e:
@@ -226,7 +228,9 @@ class Corpus:
             for name, arr in (("ids", ids), ("labels", labels)):
                 if arr is not None and arr.ndim != 1:
                     raise CorpusError(f"'{name}' must be a 1-D array, got shape {arr.shape}", self.path)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        except CorpusError:
+            raise
+        except Exception as e:  # damaged bytes reach numpy's zip, zlib and header parsers, which raise anything
             reason = str(e) or type(e).__name__
             raise CorpusError(f"cannot read the array file ({reason}); is it a complete .npy/.npz file?",
                               self.path) from None
@@ -251,6 +255,19 @@ class Corpus:
             b_labels = ([(str(x),) for x in labels[start:stop].tolist()] if labels is not None
                         else [()] * (stop - start))
             yield Batch(ids=b_ids, vectors=v, labels=b_labels, payloads=[{} for _ in b_ids])
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _nesting(line: str) -> int:
+    """How deeply a JSON text nests lists and objects (its strings skipped), without parsing it."""
+    depth = deepest = 0
+    for ch in _BRACKETS.findall(_JSON_STRING.sub("", line)):
+        depth += 1 if ch in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 class _TooLong(Exception):
@@ -320,6 +337,9 @@ class _Builder:
         if not isinstance(rid, (str, int)) or isinstance(rid, bool):
             raise err(f"'id' must be a string or an integer, got {json.dumps(rid)}")
         rid = str(rid)
+        if "\x00" in rid:
+            raise err(f"'id' {rid[:40]!r} holds a NUL character (\\u0000), which PostgreSQL cannot store; "
+                      f"remove it")
         if rid in self.seen:
             raise err(f"duplicate id {rid!r} (first seen on line {self.seen[rid]})")
         self.seen[rid] = lineno

@@ -194,6 +194,17 @@ def check_output_file(path: str | os.PathLike, replace: bool = False) -> None:
         raise SemhashError(f"{path} exists; choose another path, or replace it with --force")
 
 
+def check_writable_folder(path: str | os.PathLike) -> None:
+    """Refuse an output path whose folder cannot take a new file (missing, read-only, /proc), by making and
+    removing a temporary file there: for outputs written only after a long run."""
+    parent = Path(os.path.abspath(path)).parent
+    try:
+        with tempfile.NamedTemporaryFile(prefix=f".{Path(path).name}.probe.", dir=parent):
+            pass
+    except OSError as e:
+        raise SemhashError(f"cannot write to {parent} ({e.strerror}); choose a writable directory") from None
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, replace: bool = False) -> Iterator[BinaryIO]:
     """Yield a binary file in `path`'s folder; on success it replaces `path`, on any error it vanishes.

@@ -200,15 +200,19 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _loads(text: str) -> Any:
-    """json.loads without its whitespace handling (the store writes compact JSON itself)."""
+def _loads(text: str, kind: type = dict) -> Any:
+    """A payload (`dict`) or labels (`list`) value as the store wrote it: compact JSON, parsed without
+    json.loads' whitespace handling. StoreError when the stored value is damaged."""
     try:
         obj, end = _raw_decode(text)
-        if end == len(text):
-            return obj
-    except ValueError:
-        pass
-    return json.loads(text)
+        if end != len(text):
+            obj = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        obj = None
+    if not isinstance(obj, kind):
+        raise StoreError(f"the store holds {str(text)[:40]!r} where a JSON {'object' if kind is dict else 'list'} "
+                         f"belongs; it is damaged: index the corpus again into a new index")
+    return obj
 
 
 def _int_meta(value: str | None) -> int:
@@ -228,6 +232,19 @@ def _runs(row_ids: Sequence[int]) -> list[tuple[int, int]]:
     cut = np.flatnonzero(np.diff(r) != 1) + 1
     starts, ends = np.r_[0, cut], np.r_[cut, len(r)] - 1
     return list(zip(r[starts].tolist(), r[ends].tolist()))
+
+
+def _log_runs(rows: list) -> np.ndarray | None:
+    """The change log's (row_lo, row_hi) runs as an (n, 2) array; None when a row is damaged (not whole
+    numbers, a negative or reversed run, or one longer than a logged change can be)."""
+    try:
+        runs = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if len(runs) and ((runs[:, 0] < 0).any() or (runs[:, 1] < runs[:, 0]).any()
+                      or (runs[:, 1] - runs[:, 0] >= LOG_MAX_ROWS).any()):
+        return None
+    return runs
 
 
 def _is_lock_timeout(e: BaseException) -> bool:
@@ -637,12 +654,26 @@ class Store:
         if not len(values):
             return np.zeros((0, nb), dtype=np.uint8)
         if self.bits <= 64:
-            return from_keys(np.asarray(values, dtype=np.int64).view(np.uint64), self.bits)
+            try:
+                keys = np.asarray(values, dtype=np.int64).view(np.uint64)
+            except (TypeError, ValueError, OverflowError):
+                raise self._damaged() from None
+            return self._codes_of_keys(keys)
         raw = b"".join(bytes(v) for v in values)
         if len(raw) != nb * len(values):
             raise StoreError(f"the store {self.namespace!r} in {self._masked} holds codes that are not "
                              f"{self.bits} bits long; it is damaged")
         return np.frombuffer(raw, dtype=np.uint8).reshape(-1, nb).copy()
+
+    def _codes_of_keys(self, keys: np.ndarray) -> np.ndarray:
+        """Packed codes of stored values (as uint64) of codes of at most 64 bits, each below 2**bits."""
+        if self.bits < 64 and len(keys) and (keys >> np.uint64(self.bits)).any():
+            raise self._damaged()
+        return from_keys(keys, self.bits)
+
+    def _damaged(self) -> StoreError:
+        return StoreError(f"the store {self.namespace!r} in {self._masked} holds a row id or code that is not a "
+                          f"number of the right size; it is damaged: index the corpus again into a new index")
 
     def _check_codes(self, codes: Any, n: int) -> np.ndarray:
         c = np.asarray(codes)
@@ -913,14 +944,12 @@ class Store:
             try:
                 if self.bits <= 64:
                     flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=2 * m).reshape(m, 2)
-                    rids, codes = flat[:, 0].copy(), from_keys(flat[:, 1].view(np.uint64), self.bits)
+                    rids, codes = flat[:, 0].copy(), self._codes_of_keys(flat[:, 1].view(np.uint64))
                 else:
                     rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=m)
                     codes = self._codes_from_values([r[1] for r in rows])
             except (TypeError, ValueError, OverflowError):
-                raise StoreError(f"the store {self.namespace!r} in {self._masked} holds a row id or code that is "
-                                 f"not a number of the right size; it is damaged: index the corpus again into a "
-                                 f"new index") from None
+                raise self._damaged() from None
             yield rids, codes
             if m < chunk:
                 return
@@ -976,9 +1005,12 @@ class Store:
             cur = conn.connection.cursor()
             try:
                 cur.execute(f"SELECT row_lo, row_hi FROM {self._log_q} WHERE version > {int(version)}")
-                runs = np.asarray(cur.fetchall(), dtype=np.int64).reshape(-1, 2)
+                runs = _log_runs(cur.fetchall())
             finally:
                 cur.close()
+            if runs is None:  # a damaged log: the snapshot is the truth, read it instead
+                return Changes(now, np.zeros(0, np.int64), np.zeros((0, nb), np.uint8), np.zeros(0, bool),
+                               reload=True)
             rids = np.unique(concat_ranges(runs[:, 0], runs[:, 1] - runs[:, 0] + 1))
             found = sorted(self._select_in(conn, ("row_id", "code"), "row_id", rids.tolist()))
         got = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
@@ -1013,7 +1045,7 @@ class Store:
         for i, (rid, ext, _, pay, lab) in enumerate(found):
             labs = label_cache.get(lab)
             if labs is None:
-                labs = label_cache[lab] = tuple(_loads(lab))
+                labs = label_cache[lab] = tuple(map(str, _loads(lab, list)))
             made[rid] = Item(int(rid), ext, codes[i].tobytes(), _loads(pay), labs)
         return [made[r] for r in wanted]
 

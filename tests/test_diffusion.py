@@ -103,12 +103,14 @@ def test_target_loss_by_hand():
     assert target_loss(logits, 1 - target) > target_loss(logits, target)
 
 
-def _fit(X, **cfg):
-    tc = TrainConfig(epochs=6, batch_size=32, seed=0, device="cpu", n_neighbors=5, **cfg)
+def _fit(X, seed=0, **cfg):
+    tc = TrainConfig(epochs=6, batch_size=32, seed=seed, device="cpu", n_neighbors=5, **cfg)
     return AutoencoderHasher(bits=8, hidden=[32], train_config=tc).fit(X, output_type="real", progress=False)
 
 
 def test_the_diffusion_term_makes_the_codes_follow_the_clusters():
+    """Over three seeds (one seed's figure moved from 0.92 to 0.898 with a library update): the share of
+    each item's 20 nearest codes in its own cluster was 0.81-0.90 with the term, 0.37-0.50 without."""
     X, labels = blobs(spread=1.5)
     X = X - X.min()  # keep the inputs in a range the small model reconstructs easily
 
@@ -119,9 +121,11 @@ def test_the_diffusion_term_makes_the_codes_follow_the_clusters():
         nearest = np.argsort(d, axis=1, kind="stable")[:, :20]
         return (labels[nearest] == labels[:, None]).mean()
 
-    with_term, without = _fit(X, diffusion=3.0, diffusion_time=10), _fit(X, diffusion=0.0)
-    assert cluster_purity(with_term) > cluster_purity(without)
-    assert cluster_purity(with_term) > 0.9
+    with_term = [cluster_purity(_fit(X, seed, diffusion=3.0, diffusion_time=10)) for seed in range(3)]
+    without = [cluster_purity(_fit(X, seed, diffusion=0.0)) for seed in range(3)]
+    assert all(w > wo + 0.25 for w, wo in zip(with_term, without)), (with_term, without)
+    assert np.mean(with_term) > 0.8, with_term
+    with_term = _fit(X, diffusion=3.0, diffusion_time=10)
     assert np.array_equal(with_term.encode(X), _fit(X, diffusion=3.0, diffusion_time=10).encode(X))
 
 

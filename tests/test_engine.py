@@ -19,12 +19,12 @@ from click.testing import CliRunner
 import semhash.indexer
 from semhash.buckets import code_keys
 from semhash.cli import main
-from semhash.corpus import Corpus
+from semhash.corpus import Batch, Corpus
 import semhash.store
 from semhash.engine import Engine, Hit, _batch_from_dicts
 from semhash.indexdir import SQLITE_FILE
 from semhash.fsutil import MANIFEST
-from semhash.errors import ConfigError, IndexError_, ModelError, SemhashError
+from semhash.errors import ConfigError, CorpusError, IndexError_, ModelError, SemhashError, StoreError
 from semhash.store import Store, sqlite_url
 
 from helpers import dot_entries, file_bytes
@@ -310,6 +310,16 @@ def test_postgresql_bad_corpus_leaves_the_index_usable(setup, tmp_path, pg_url, 
         engine.index(narrow, progress=False)
     with pytest.raises(ModelError, match="8 dimensions"):
         engine.add(vector_docs(2, dim=8, prefix="w"))
+    with pytest.raises(CorpusError, match="NUL character"):  # refused before the store, on every backend
+        engine.add([{"id": "a\x00b", "vector": docs[0]["vector"]}])
+    # a record that PostgreSQL itself refuses, half way through a batch: a clean error, nothing written
+    sneaked = Batch(ids=["fine", "a\x00b"], vectors=np.asarray([docs[1]["vector"]] * 2, dtype=np.float32),
+                    labels=[(), ()], payloads=[{}, {}])
+    with pytest.raises(StoreError, match="database error while .*NUL"):
+        engine.add(sneaked)
+    assert query_answers(engine, docs[:4]) == before and engine.store.count() == 120
+    engine.add([{"id": "fine", "vector": docs[1]["vector"]}])  # and the next write goes through
+    assert engine.store.count() == 121 and engine.remove(["fine"]) == 1
     assert query_answers(engine, docs[:4]) == before
     engine.close()
     reopened = Engine.load(tmp_path / "idx")  # not "run semhash rebuild"
