@@ -428,9 +428,57 @@ def test_killed_indexing_process_keeps_the_committed_batches(setup, index_copy, 
     assert len(reopened.live) == 130
     hits = reopened.query(big_docs[0]["vector"], k=1, radius=0)
     assert hits[0].distance == 0
+
     reopened.close()
     assert sorted(p.name for p in index_copy.iterdir()) == sorted([MANIFEST, "model", SQLITE_FILE])
     assert dot_entries(index_copy.parent) == []
+
+
+def test_a_new_index_killed_mid_run_leaves_an_orphan_that_the_next_run_removes(setup, tmp_path, vector_docs,
+                                                                                write_jsonl):
+    """`semhash index -o NEW` makes NEW in a temporary sibling, renamed into place once written; a kill -9
+    before the rename leaves that sibling behind, and the next run over the same target removes it (its
+    process is gone) and builds NEW."""
+    root, docs, corpus, model, built = setup
+    big = write_jsonl(tmp_path / "big.jsonl", vector_docs(20, seed=22, prefix="n"))
+    marker, target = tmp_path / "directory-written", tmp_path / "out" / "new-index"
+    child = (
+        "import contextlib, time\n"
+        "import semhash.engine as d\n"
+        "import semhash.corpus as corpus\n"
+        "real = d.atomic_directory\n"
+        "@contextlib.contextmanager\n"
+        "def paused(*a, **k):\n"
+        "    with real(*a, **k) as tmp:\n"
+        "        yield tmp\n"
+        f"        open({str(marker)!r}, 'w').close()\n"
+        "        time.sleep(600)\n"
+        "d.atomic_directory = paused\n"
+        "from semhash.engine import Engine\n"
+        "from semhash.model import Model\n"
+        f"engine = Engine(Model.load({str(built / 'model')!r}))\n"
+        f"engine.index(corpus.Corpus({str(big)!r}, batch_size=5), {str(target)!r}, progress=False)\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
+    try:
+        while not marker.exists():
+            assert proc.poll() is None, f"the indexing ended before its directory was written: {proc.communicate()}"
+            assert time.monotonic() < deadline, "the index directory was not written within 120 s"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    orphans = dot_entries(target.parent)
+    assert not target.exists() and [o.split("-")[:2] for o in orphans] == [[".new", "index.tmp"]], orphans
+    result = CliRunner().invoke(main, ["index", str(big), "-m", str(built / "model"), "-o", str(target), "-q"])
+    assert result.exit_code == 0, result.output
+    assert dot_entries(target.parent) == []  # the dead writer's temporary directory is gone
+    with Engine.load(target) as engine:
+        assert len(engine.live) == 20
 
 
 # --- (6) refused indexes -----------------------------------------------------------------------------------------
