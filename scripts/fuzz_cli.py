@@ -60,7 +60,8 @@ def corpus_line(rng: random.Random) -> tuple[str, str]:
         return "vector values", '{"id": "x", "vector": [%s, 0]}' % v
     return "record shape", rng.choice(['[1, 2]', '"text"', '{"id": "x"}', '{"id": true, "text": "a"}',
                                        '{"id": "x", "vector": []}', '{"id": "x", "vector": "1,2"}',
-                                       '{"id": "x", "text": 5}', '{"id": "x", "text": "a", "labels": "l"}'])
+                                       '{"id": "x", "text": 5}', '{"id": "x", "text": "a", "labels": "l"}',
+                                       '{"id": "a\\u0000b", "text": "a"}'])
 
 
 def npz_file(rng: random.Random, path: Path) -> str:
@@ -160,7 +161,7 @@ def model_damage(rng: random.Random, model: Path) -> None:
 
 
 def option_case(rng: random.Random) -> tuple[str, list[str]]:
-    kind = rng.choice(["k", "radius", "seed", "lr", "hidden", "bits", "epochs", "threads"])
+    kind = rng.choice(["k", "radius", "seed", "lr", "hidden", "bits", "epochs", "threads", "diffusion"])
     if kind == "k" and rng.random() < 0.3:  # valid: more than every item is every item
         return "huge -k", ["query", "QUERIES", "-i", "INDEX", "-k", rng.choice([str(2 ** 63), str(2 ** 64 + 1)])]
     if kind == "k":
@@ -169,15 +170,17 @@ def option_case(rng: random.Random) -> tuple[str, list[str]]:
         return "query options", ["query", "QUERIES", "-i", "INDEX", "--radius",
                                  rng.choice(["-1", "17", "999", "x", str(2 ** 63)])]
     value = {"seed": ["-1", str(2 ** 64), "x"], "lr": ["inf", "nan", "-1", "0"], "hidden": ["0", "99999999", "a,b", "-5"],
-             "bits": ["0", "7", "2048", "-8"], "epochs": ["0", "-1", str(10 ** 9)], "threads": ["-1", "5000"]}[kind]
+             "bits": ["0", "7", "2048", "-8"], "epochs": ["0", "-1", str(10 ** 9)], "threads": ["-1", "5000"],
+             "diffusion": ["nan", "inf", "-1"]}[kind]
     return "training options", ["train", "CORPUS", "-o", "OUT", f"--{kind}", rng.choice(value), "--epochs", "1", "-q"] \
         if kind != "epochs" else ["train", "CORPUS", "-o", "OUT", "--epochs", rng.choice(value), "-q"]
 
 
 def output_case(rng: random.Random, work: Path) -> tuple[str, list[str], Path]:
-    kind = rng.choice(["dir", "file", "device", "cwd", "underfile", "proc"])
+    kind = rng.choice(["dir", "file", "device", "cwd", "underfile", "proc", "sys", "toolong"])
     target = {"dir": work / "project", "file": work / "notes.txt", "device": Path("/dev/null"), "cwd": Path("."),
-              "underfile": work / "notes.txt" / "sub", "proc": Path("/proc/semhash-fuzz")}[kind]
+              "underfile": work / "notes.txt" / "sub", "proc": Path("/proc/semhash-fuzz"),
+              "sys": Path("/sys/semhash-fuzz"), "toolong": work / ("x" * 300)}[kind]
     cmd = rng.choice([["train", "CORPUS", "--hasher", "itq", "--bits", "8", "-q", "-o", str(target)],
                       ["encode", "CORPUS", "-m", "MODEL", "-o", str(target)],
                       ["index", "CORPUS", "-m", "MODEL", "-q", "-o", str(target)],
