@@ -113,6 +113,9 @@ def training_options(fn):
         click.option("--max-features", default=10000, show_default=True, help="Vocabulary size for text corpora."),
         click.option("--standardize/--no-standardize", default=False, show_default=True,
                      help="Standardize dense vectors before training."),
+        click.option("--train-sample", default=100_000, show_default=True,
+                     help="Fit on a seeded uniform sample of this many records (read in one pass, at most this "
+                          "many in memory); 0: every record."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -126,16 +129,17 @@ def parse_hidden(hidden: str) -> list[int]:
     return TrainingOptions(hidden=hidden).widths()
 
 
-def train_model(corpus_path: str, quiet: bool, **opts):
-    """Read and validate the whole corpus, then fit featurizer and hasher. Nothing is written."""
-    from .corpus import Corpus
+def train_model(source, quiet: bool, **opts):
+    """Fit featurizer and hasher on a sample of the corpus (a Corpus), read in one pass that validates
+    every record. Nothing is written."""
     from .hashers.options import TrainingOptions
     from .model import Model
 
     options = TrainingOptions.of(**opts)
     h = options.make_hasher()  # validates options before the corpus is read
-    data = Corpus(corpus_path).read_all()
-    _log(f"Read {len(data)} {data.kind} records from {corpus_path}; training {h.name} at {options.bits} bits", quiet)
+    data, total = options.read_sample(source, progress=not quiet)
+    of = f"a sample of {len(data):,} of {total:,}" if len(data) < total else f"{total:,}"
+    _log(f"Read {of} {data.kind} records from {source.path}; training {h.name} at {options.bits} bits", quiet)
     return Model.fit(data, h, options.feature_options(), progress=not quiet)
 
 
@@ -159,10 +163,11 @@ def main() -> None:
 @_fail_cleanly
 def train(corpus: str, output: str, force: bool, quiet: bool, **opts) -> None:
     """Train a model on CORPUS (JSONL, CSV/TSV, text lines, a folder of .txt, .npy/.npz)."""
+    from .corpus import Corpus
     from .fsutil import MODEL, check_target
 
     check_target(output, MODEL, replace=force)  # before training, which may take hours
-    model = train_model(corpus, quiet, **opts)
+    model = train_model(Corpus(corpus), quiet, **opts)
     model.save(output, overwrite=force)
     hist = model.info.get("history", {})
     _log(f"Saved the model to {output}", quiet)
@@ -240,7 +245,7 @@ def index_cmd(corpus: str, output: str, model_dir: str | None, db_url: str | Non
     elif directory_kind(output) == INDEX:
         engine = Engine.load(output)
     else:
-        engine = Engine(train_model(corpus, quiet, **opts))
+        engine = Engine(train_model(source, quiet, **opts))  # its pass validates: indexing reads once more
     with engine:
         stats = engine.index(source, output, db_url=db_url, progress=not quiet, keep_features=keep_features or None)
         counts = engine.counts()

@@ -94,6 +94,8 @@ class Corpus:
         if self.format != "stdin" and not Path(self.path).exists():
             raise CorpusError("no such file or directory", self.path)
         self._stdin_lines: list[str] | None = None
+        self._validated: tuple[int, tuple[int, int] | None] | None = None  # (record count, _stamp())
+        self._first: Batch | None = None  # the first batch of the last full read
 
     def batches(self) -> Iterator[Batch]:
         """Yield validated batches; raise CorpusError (with the line) at the first bad record."""
@@ -130,8 +132,55 @@ class Corpus:
         return Batch.concat(list(self.batches()))
 
     def validate(self) -> int:
-        """Read the corpus once, raising at the first bad record; return the record count."""
-        return sum(len(b) for b in self.batches())
+        """Read the corpus once, raising at the first bad record; return the record count. A corpus that
+        this object has read to its end already, unchanged since (size and modification time), is not
+        read again."""
+        if self._validated is not None and self._validated[1] == self._stamp():
+            return self._validated[0]
+        stamp, total = self._stamp(), 0
+        for batch in self.batches():
+            self._first = batch if total == 0 else self._first
+            total += len(batch)
+        self._validated = (total, stamp)
+        return total
+
+    def first_batch(self) -> Batch:
+        """The corpus's first batch (kept from the last full read, if the corpus is unchanged since)."""
+        if self._validated is not None and self._validated[1] == self._stamp() and self._first is not None:
+            return self._first
+        batches = self.batches()
+        try:
+            return next(batches)
+        finally:
+            batches.close()
+
+    def sample(self, size: int, seed: int = 0, progress: bool = False) -> tuple[Batch, int]:
+        """(A seeded uniform sample of `size` records, in corpus order; the corpus's record count), from
+        one pass that validates every record and keeps at most `size` in memory (reservoir sampling).
+        `size` 0, or at least the record count: every record."""
+        if size < 0:
+            raise CorpusError(f"the sample size must be 0 (every record) or more, got {size}", self.path)
+        stamp = self._stamp()
+        reservoir = _Reservoir(size, seed)
+        bar = _progress(progress, "reading")
+        for batch in self.batches():
+            self._first = batch if reservoir.seen == 0 else self._first
+            reservoir.add(batch)
+            bar.update(len(batch))
+        bar.close()
+        self._validated = (reservoir.seen, stamp)
+        return reservoir.batch(), reservoir.seen
+
+    def _stamp(self) -> tuple[int, int] | None:
+        """What tells that the corpus changed: a file's (size, mtime); None where that cannot be told
+        (a directory; stdin, which is kept in memory, is stamped by its line count)."""
+        if self.format == "stdin":
+            return (len(self._stdin_lines), 0) if self._stdin_lines is not None else None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return None if self.format == "dir" else (st.st_size, st.st_mtime_ns)
 
     # --- line-based formats -------------------------------------------------------------
     def _line_records(self, fmt: str, lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
@@ -395,6 +444,82 @@ class _Builder:
             b = Batch(ids=self.ids, texts=self.texts, labels=self.labels, payloads=self.payloads)
         self.reset()
         return b
+
+
+class _Reservoir:
+    """A uniform random sample of `size` records of a stream of batches (Algorithm R, a batch at a time):
+    record i (0-based) enters with probability size / (i + 1), in place of a uniformly chosen one."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seen = size, 0
+        self.rng = np.random.default_rng(seed)
+        self.kept: list[Batch] = []        # every record, while size is 0 or not yet reached
+        self.order = np.zeros(0, np.int64)  # the stream position of each kept record
+        self.pool: Batch | None = None      # once full: the sample, one slot per record
+
+    def add(self, batch: Batch) -> None:
+        n, start = len(batch), self.seen
+        self.seen += n
+        if self.pool is None:
+            self.kept.append(batch)
+            self.order = np.r_[self.order, np.arange(start, start + n)]
+            if self.size and len(self.order) >= self.size:
+                whole = Batch.concat(self.kept)
+                self.kept = []
+                self.pool = _take(whole, np.arange(self.size))
+                rest = _take(whole, np.arange(self.size, len(whole)))
+                first = start + n - len(rest)
+                self.order = self.order[:self.size]
+                if len(rest):
+                    self._replace(rest, first)
+            return
+        self._replace(batch, start)
+
+    def _replace(self, batch: Batch, start: int) -> None:
+        pos = np.arange(start, start + len(batch))
+        slot = (self.rng.random(len(batch)) * (pos + 1)).astype(np.int64)
+        take = np.flatnonzero(slot < self.size)
+        if not len(take):
+            return
+        # a slot chosen twice in this batch keeps the later record, as one record at a time would
+        slots, last = np.unique(slot[take][::-1], return_index=True)
+        rows = take[::-1][last]
+        self.order[slots] = pos[rows]
+        for s, r in zip(slots.tolist(), rows.tolist()):
+            _put(self.pool, s, batch, r)
+
+    def batch(self) -> Batch:
+        """The sample, in the order of the stream."""
+        whole = Batch.concat(self.kept) if self.pool is None else self.pool
+        return _take(whole, np.argsort(self.order, kind="stable"))
+
+
+def _take(batch: Batch, rows: np.ndarray) -> Batch:
+    """The records of `batch` at `rows`, as a new batch."""
+    r = rows.tolist()
+    return Batch(ids=[batch.ids[i] for i in r],
+                 texts=None if batch.texts is None else [batch.texts[i] for i in r],
+                 vectors=None if batch.vectors is None else batch.vectors[rows],
+                 labels=[batch.labels[i] for i in r] if batch.labels else [],
+                 payloads=[batch.payloads[i] for i in r] if batch.payloads else [])
+
+
+def _put(pool: Batch, slot: int, batch: Batch, row: int) -> None:
+    pool.ids[slot] = batch.ids[row]
+    if pool.texts is not None:
+        pool.texts[slot] = batch.texts[row]
+    else:
+        pool.vectors[slot] = batch.vectors[row]
+    if pool.labels:
+        pool.labels[slot] = batch.labels[row]
+    if pool.payloads:
+        pool.payloads[slot] = batch.payloads[row]
+
+
+def _progress(on: bool, what: str):
+    """A tqdm bar of records and their rate on stderr (disabled unless `on`)."""
+    from tqdm import tqdm
+    return tqdm(desc=what, unit=" records", unit_scale=True, leave=False, disable=not on, file=sys.stderr)
 
 
 def _chunk(records: Iterable[tuple[int, dict]], size: int, path: str) -> Iterator[Batch]:

@@ -92,10 +92,11 @@ class Engine:
 
         `options`: every training option of `semhash train`, by the same names (bits, hasher, epochs,
         batch_size, lr, noise, hidden, neighbors, temperature, diffusion, diffusion_time, device, seed,
-        threads, max_features, standardize; see semhash.hashers.options.TrainingOptions)."""
+        threads, max_features, standardize, train_sample; see semhash.hashers.options.TrainingOptions).
+        From a path, the model is fitted on a seeded sample of `train_sample` records (default 100,000)."""
         opts = TrainingOptions.of(**options)
         h = opts.make_hasher()  # bad options fail before the corpus is read
-        data = corpus if isinstance(corpus, Batch) else Corpus(corpus).read_all()
+        data = corpus if isinstance(corpus, Batch) else opts.read_sample(Corpus(corpus), progress=progress)[0]
         return cls(Model.fit(data, h, opts.feature_options(), progress=progress))
 
     @classmethod

@@ -55,12 +55,7 @@ def check_corpus(model: Model, corpus: Corpus) -> int:
     """Validate the whole corpus and check that the model can encode it (kind and width, which the reader
     keeps the same for every record); return the record count. Nothing is written."""
     total = corpus.validate()
-    batches = corpus.batches()
-    try:
-        first = next(batches)
-    finally:
-        batches.close()
-    check_batch(model, first, corpus.path)
+    check_batch(model, corpus.first_batch(), corpus.path)
     return total
 
 

@@ -404,3 +404,34 @@ def test_a_manifest_that_is_no_object_is_corrupt(workdir, text, why):
                              f"index the corpus again into a new directory\n")
     assert run("index", "corpus.jsonl", "-q").stderr == (
         "Error: semhash-index exists and is not a semhash index; choose another path or remove it\n")
+
+
+def test_index_trains_on_a_sample_and_reads_the_corpus_twice(tmp_path, vector_docs, write_jsonl, monkeypatch):
+    """`--train-sample N`: the model is fitted on N records drawn in the pass that validates the corpus; the
+    indexing pass is the only other read."""
+    import semhash.corpus
+
+    write_jsonl(tmp_path / "corpus.jsonl", vector_docs(300, seed=4))
+    passes = []
+    real = semhash.corpus.Corpus._line_records
+
+    def counted(self, fmt, lines):
+        n = 0
+        for n, rec in enumerate(real(self, fmt, lines), 1):
+            yield rec
+        passes.append(n)  # a read that reached the end of the corpus
+
+    monkeypatch.setattr(semhash.corpus.Corpus, "_line_records", counted)
+    result = run("index", tmp_path / "corpus.jsonl", "-o", tmp_path / "idx", "--hasher", "itq", "--bits", "16",
+                 "--train-sample", "50")
+    assert result.exit_code == 0, result.output
+    assert "Read a sample of 50 of 300 vector records from" in result.stderr
+    assert passes == [300, 300]
+    with Engine.load(tmp_path / "idx") as engine:
+        assert engine.model.info["trained_on"] == 50 and engine.store.count() == 300
+    result = run("train", tmp_path / "corpus.jsonl", "-o", tmp_path / "model", "--hasher", "itq", "--bits", "16",
+                 "--train-sample", "0", "-q")
+    assert result.exit_code == 0 and Model.load(tmp_path / "model").info["trained_on"] == 300
+    result = run("train", tmp_path / "corpus.jsonl", "-o", tmp_path / "m2", "--train-sample", "-5", "-q")
+    assert result.exit_code == 1
+    assert result.output == "Error: --train-sample must be 0 (every record) or a positive count, got -5\n"

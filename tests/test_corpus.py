@@ -499,3 +499,49 @@ def test_in_memory_records_with_a_lone_surrogate_are_refused():
         batch_from_dicts([{"id": "a", "text": "fine"}, {"id": "b", "text": "x", "tag": "bad\udfff"}])
     assert str(e.value) == ("<records>, line 2: the string 'bad\\udfff' holds a lone surrogate ('\\udfff'), "
                             "which is not valid Unicode; fix the \\u escape")
+
+
+# --- sampling (--train-sample) -------------------------------------------------------------------------------
+def _numbered(tmp_path, n, name="c.jsonl"):
+    path = tmp_path / name
+    path.write_text("".join(json.dumps({"id": f"v{i}", "vector": [float(i), 1.0], "label": str(i % 3)}) + "\n"
+                            for i in range(n)))
+    return path
+
+
+def test_sample_is_seeded_uniform_in_corpus_order_and_counts_the_corpus(tmp_path):
+    path = _numbered(tmp_path, 1000)
+    batch, total = Corpus(path, batch_size=64).sample(100, seed=1)
+    assert total == 1000 and len(batch) == 100
+    rows = [int(i[1:]) for i in batch.ids]
+    assert rows == sorted(rows) and len(set(rows)) == 100
+    assert batch.vectors[:, 0].tolist() == rows and batch.labels == [(str(r % 3),) for r in rows]
+    assert Corpus(path, batch_size=64).sample(100, seed=1)[0].ids == batch.ids  # same seed, same sample
+    assert Corpus(path, batch_size=64).sample(100, seed=2)[0].ids != batch.ids
+    deciles = np.zeros(10)
+    for seed in range(200):  # every record is equally likely: 200 x 100 draws, 2,000 expected per decile
+        for i in Corpus(path, batch_size=64).sample(100, seed=seed)[0].ids:
+            deciles[int(i[1:]) // 100] += 1
+    assert np.abs(deciles - 2000).max() < 200, deciles
+
+
+@pytest.mark.parametrize("size", [0, 1000, 5000])
+def test_sample_of_zero_or_of_the_whole_corpus_is_every_record(tmp_path, size):
+    batch, total = Corpus(_numbered(tmp_path, 1000), batch_size=64).sample(size)
+    assert total == 1000 and batch.ids == [f"v{i}" for i in range(1000)]
+
+
+def test_sample_validates_every_record_and_then_the_corpus_is_not_read_again(tmp_path):
+    path = _numbered(tmp_path, 50)
+    with open(path, "a") as fh:
+        fh.write('{"id": "late", "vector": [1.0]}\n')
+    with pytest.raises(CorpusError, match="line 51: vector has 1 values, expected 2"):
+        Corpus(path, batch_size=8).sample(5)
+    path = _numbered(tmp_path, 50, "good.jsonl")
+    corpus = Corpus(path, batch_size=8)
+    corpus.sample(5)
+    corpus.batches = None  # a second read would fail now: both are answered from the first pass
+    assert corpus.validate() == 50 and corpus.first_batch().ids == [f"v{i}" for i in range(8)]
+    path.write_text(path.read_text() + json.dumps({"id": "new", "vector": [1.0, 2.0]}) + "\n")
+    del corpus.batches  # the file changed: it is read again
+    assert corpus.validate() == 51

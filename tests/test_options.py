@@ -32,14 +32,15 @@ def test_the_cli_training_options_are_the_training_options_with_the_same_default
         assert got == (list(want) if name == "hidden" else want), name
 
 
-def test_engine_train_takes_every_training_option(vector_docs):
+def test_engine_train_takes_every_training_option(vector_docs, write_jsonl, tmp_path):
     docs = vector_docs(80, seed=2)
     batch = Batch(ids=[d["id"] for d in docs], vectors=np.array([d["vector"] for d in docs], np.float32))
     options = dict(bits=16, hasher="ae", epochs=2, batch_size=16, lr=2e-3, noise=3.0, hidden=[24, 12],
                    neighbors=0.1, temperature=0.5, diffusion=0.2, diffusion_time=7.0, device="cpu", seed=3,
-                   threads=1, max_features=50, standardize=True)
+                   threads=1, max_features=50, standardize=True, train_sample=60)
     assert set(options) == {f.name for f in dataclasses.fields(TrainingOptions)}
-    engine = Engine.train(batch, progress=False, **options)
+    engine = Engine.train(write_jsonl(tmp_path / "c.jsonl", docs), progress=False, **options)
+    assert engine.model.info["trained_on"] == 60  # a sample of the 80 records
     h = engine.model.hasher
     cfg = h.train_config
     assert (h.bits, h.hidden) == (16, [24, 12])
@@ -52,6 +53,8 @@ def test_engine_train_takes_every_training_option(vector_docs):
         Engine.train(batch, epoch=3)
     with pytest.raises(ConfigError, match="epochs must be at least 1"):
         Engine.train(batch, epochs=0)
+    with pytest.raises(ConfigError, match="--train-sample must be 0 .every record. or a positive count, got -1"):
+        Engine.train(tmp_path / "c.jsonl", hasher="itq", train_sample=-1)
 
 
 def test_eval_builds_its_hashers_from_the_same_options():

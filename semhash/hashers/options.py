@@ -33,6 +33,7 @@ class TrainingOptions:
     threads: int = 0
     max_features: int = 10000    # texts: vocabulary size
     standardize: bool = False    # vectors: standardize before hashing
+    train_sample: int = 100_000  # records drawn (seeded, uniform) from the corpus to fit on; 0: every record
 
     @classmethod
     def of(cls, **options) -> "TrainingOptions":
@@ -56,6 +57,13 @@ class TrainingOptions:
                 raise ConfigError(f"--hidden needs at least one positive width, got {hidden!r}")
             return widths
         return list(hidden)
+
+    def read_sample(self, corpus, progress: bool = False):
+        """(The records to fit on, the corpus's record count): a seeded uniform sample of `train_sample`
+        records of a Corpus, read in one validating pass (semhash.corpus.Corpus.sample)."""
+        if not isinstance(self.train_sample, int) or isinstance(self.train_sample, bool) or self.train_sample < 0:
+            raise ConfigError(f"--train-sample must be 0 (every record) or a positive count, got {self.train_sample}")
+        return corpus.sample(self.train_sample, seed=self.seed, progress=progress)
 
     def feature_options(self) -> dict:
         return {"max_features": self.max_features, "standardize": self.standardize}
