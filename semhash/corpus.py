@@ -138,9 +138,12 @@ class Corpus:
         if self._validated is not None and self._validated[1] == self._stamp():
             return self._validated[0]
         stamp, total = self._stamp(), 0
-        for batch in self.batches():
-            self._first = batch if total == 0 else self._first
-            total += len(batch)
+        if self.format in ("npy", "npz"):
+            total = sum(self._array_batches(check_only=True))
+        else:
+            for batch in self.batches():
+                self._first = batch if total == 0 else self._first
+                total += len(batch)
         self._validated = (total, stamp)
         return total
 
@@ -259,11 +262,13 @@ class Corpus:
             yield n, rec
 
     # --- arrays -------------------------------------------------------------------------
-    def _array_batches(self) -> Iterator[Batch]:
+    def _array_batches(self, check_only: bool = False) -> Iterator[Batch | int]:
+        """The batches of an .npy/.npz file; with `check_only`, only each batch's size once its rows are
+        checked (no ids, labels or payloads built: the validating pass)."""
         ids, labels = None, None
         try:
             if self.format == "npy":
-                vectors = np.load(self.path, mmap_mode="r", allow_pickle=False)
+                vectors = _NpyRows(self.path)
             else:
                 data = np.load(self.path, allow_pickle=False)
                 keys = list(data.keys())
@@ -300,10 +305,44 @@ class Corpus:
             if bad.any():
                 row = start + int(np.argmax(bad))
                 raise CorpusError(f"row {row}: vector contains NaN or infinite values", self.path)
+            if check_only:
+                yield stop - start
+                continue
             b_ids = [str(i) for i in (ids[start:stop].tolist() if ids is not None else range(start, stop))]
             b_labels = ([(str(x),) for x in labels[start:stop].tolist()] if labels is not None
                         else [()] * (stop - start))
             yield Batch(ids=b_ids, vectors=v, labels=b_labels, payloads=[{} for _ in b_ids])
+
+
+class _NpyRows:
+    """The rows of a 2-D .npy file, read a slice at a time with plain reads: a pass over it holds one
+    batch in memory (a memory map would keep every page it touched resident, as the file's size in RSS).
+    Fortran-ordered files are memory-mapped instead."""
+
+    def __init__(self, path: str):
+        self.path = path
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                                     else np.lib.format.read_array_header_2_0(fh))
+            self.offset = fh.tell()
+            size = os.fstat(fh.fileno()).st_size
+        if dtype.hasobject:
+            raise ValueError("the array holds Python objects, not numbers")
+        self.shape, self.dtype, self.ndim = shape, dtype, len(shape)
+        self._map = np.load(path, mmap_mode="r", allow_pickle=False) if fortran else None
+        if not fortran and size < self.offset + int(np.prod(shape)) * dtype.itemsize:
+            raise ValueError("the file is shorter than its header says")
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if self._map is not None:
+            return np.array(self._map[rows])
+        start, stop, _ = rows.indices(self.shape[0])
+        width = int(np.prod(self.shape[1:]))
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset + start * width * self.dtype.itemsize)
+            data = np.fromfile(fh, dtype=self.dtype, count=(stop - start) * width)
+        return data.reshape((stop - start,) + tuple(self.shape[1:]))
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')

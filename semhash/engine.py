@@ -401,7 +401,8 @@ class Engine:
     def _catch_up(self, conn) -> bool:
         """Bring the search structures to the store's state in the pinned snapshot `conn`; whether they
         changed."""
-        changes = self.store.changes_since(self.live.version, conn=conn)
+        changes = self.store.changes_since(self.live.version, conn=conn,
+                                           max_rows=len(self.live) // RELOAD_SHARE + 1024)
         if changes.version == self.live.version:
             return False
         if changes.reload or len(changes.row_ids) > len(self.live) // RELOAD_SHARE:

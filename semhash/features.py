@@ -142,7 +142,7 @@ class DenseFeaturizer:
         if self.standardize:
             x = (x - self.mean) / self.std
         elif self.output_type == "unit":
-            x = np.clip(x, 0.0, 1.0)  # the sigmoid decoder was fitted to [0, 1]
+            x = np.clip(x, np.float32(0), np.float32(1))  # the sigmoid decoder was fitted to [0, 1]
         return x
 
     def save(self, directory: Path) -> None:

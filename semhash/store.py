@@ -990,10 +990,12 @@ class Store:
         with self._transaction(doing="reading the store version") as conn:
             return self._version(conn)
 
-    def changes_since(self, version: int, conn: sa.Connection | None = None) -> Changes:
+    def changes_since(self, version: int, conn: sa.Connection | None = None, max_rows: int | None = None
+                      ) -> Changes:
         """What changed after `version`, from one snapshot: each row touched since (sorted) with its
         code now, or not present where it was deleted since. `reload` when the log does not reach back
-        to `version` (trimmed, or a change too large to log): read everything with `snapshot()`."""
+        to `version` (trimmed, or a change too large to log), or when the log's runs cover more than
+        `max_rows` rows: read everything with `snapshot()`."""
         nb = self._nbytes
         with self._reading(conn, "reading changes") as conn:
             now, floor = self._versions(conn)
@@ -1008,7 +1010,8 @@ class Store:
                 runs = _log_runs(cur.fetchall())
             finally:
                 cur.close()
-            if runs is None:  # a damaged log: the snapshot is the truth, read it instead
+            if runs is None or (max_rows is not None and int((runs[:, 1] - runs[:, 0] + 1).sum()) > max_rows):
+                # a damaged log (the snapshot is the truth), or more changes than a reload costs
                 return Changes(now, np.zeros(0, np.int64), np.zeros((0, nb), np.uint8), np.zeros(0, bool),
                                reload=True)
             rids = np.unique(concat_ranges(runs[:, 0], runs[:, 1] - runs[:, 0] + 1))

@@ -545,3 +545,20 @@ def test_sample_validates_every_record_and_then_the_corpus_is_not_read_again(tmp
     path.write_text(path.read_text() + json.dumps({"id": "new", "vector": [1.0, 2.0]}) + "\n")
     del corpus.batches  # the file changed: it is read again
     assert corpus.validate() == 51
+
+
+@pytest.mark.parametrize("order,dtype", [("C", "<f4"), ("F", "<f4"), ("C", ">f8"), ("C", "<i2")])
+def test_npy_is_read_a_batch_at_a_time_exactly(tmp_path, order, dtype):
+    x = np.asarray(np.random.default_rng(0).normal(size=(37, 5)) * 100, dtype=dtype, order=order)
+    np.save(tmp_path / "x.npy", x)
+    batches = list(Corpus(tmp_path / "x.npy", batch_size=8).batches())
+    assert [len(b) for b in batches] == [8, 8, 8, 8, 5]
+    assert np.array_equal(np.concatenate([b.vectors for b in batches]), x.astype(np.float32))
+
+
+def test_a_truncated_npy_is_refused(tmp_path):
+    np.save(tmp_path / "x.npy", np.ones((100, 4), np.float32))
+    data = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "x.npy").write_bytes(data[:-10])
+    with pytest.raises(CorpusError, match="the file is shorter than its header says"):
+        Corpus(tmp_path / "x.npy").validate()

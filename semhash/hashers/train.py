@@ -144,8 +144,9 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def rows_to_tensor(X, idx: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Rows `idx` of a dense or sparse matrix as a dense float32 tensor on `device`."""
+def rows_to_tensor(X, idx: np.ndarray | slice, device: torch.device) -> torch.Tensor:
+    """Rows `idx` (indices, or a slice: no copy of dense float32 rows) of a dense or sparse matrix as a
+    dense float32 tensor on `device`."""
     rows = X[idx]
     if sp.issparse(rows):
         rows = rows.toarray()
@@ -270,6 +271,6 @@ def predict_logits(model: BinaryAutoencoder, X, batch_size: int = 4096, device: 
     device = device or next(model.parameters()).device
     out = np.empty((X.shape[0], model.cfg.bits), dtype=np.float32)
     for start in range(0, X.shape[0], batch_size):
-        idx = np.arange(start, min(X.shape[0], start + batch_size))
-        out[idx] = model.code_logits(rows_to_tensor(X, idx, device)).float().cpu().numpy()
+        rows = slice(start, min(X.shape[0], start + batch_size))
+        out[rows] = model.code_logits(rows_to_tensor(X, rows, device)).float().cpu().numpy()
     return out
