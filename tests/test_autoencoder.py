@@ -346,3 +346,27 @@ def test_fit_records_its_threads():
     assert h.history["threads"] == 1 and torch.get_num_threads() == before
     with pytest.raises(ConfigError, match="threads must be from 0"):
         TrainConfig(threads=-1)
+
+
+def test_sparse_rows_give_the_same_codes_loss_and_gradients_as_dense_rows():
+    """Texts train from sparse rows (rows_to_tensor on the CPU): the first layer and the "distribution" loss
+    then follow the non-zeros, with the values of the dense computation."""
+    from semhash.hashers.train import rows_to_tensor
+
+    torch.manual_seed(0)
+    X = sp.random(64, 500, density=0.03, format="csr", dtype=np.float32, random_state=0)
+    model = BinaryAutoencoder(AEConfig(input_dim=500, bits=16, hidden=[32], output_type="distribution",
+                                       input_scale=3.0))
+    sparse = rows_to_tensor(X, np.arange(64), torch.device("cpu"))
+    dense = torch.from_numpy(X.toarray())
+    assert sparse.is_sparse and not dense.is_sparse
+    grads = []
+    for x in (sparse, dense):
+        model.zero_grad()
+        logits = model.code_logits(x)
+        loss = reconstruction_loss(model.decode(torch.sigmoid(logits)), x, "distribution")
+        loss.backward()
+        grads.append((logits.detach(), loss.item(), model.encoder[0].weight.grad.clone()))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
+    assert grads[0][1] == pytest.approx(grads[1][1], rel=1e-6)
+    assert torch.allclose(grads[0][2], grads[1][2], atol=1e-7)

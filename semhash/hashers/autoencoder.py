@@ -53,7 +53,12 @@ class BinaryAutoencoder(nn.Module):
         self.noise_std = 0.0  # set by the trainer; only used in training mode
 
     def code_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, input_dim) -> (n, bits) pre-sigmoid code logits."""
+        """(n, input_dim) -> (n, bits) pre-sigmoid code logits. `x` may be a sparse COO tensor: the first
+        layer is then a sparse-dense product, whose cost follows the non-zeros."""
+        if x.is_sparse:
+            first = self.encoder[0]
+            h = torch.sparse.mm(x * self.cfg.input_scale, first.weight.T) + first.bias
+            return self.to_code(self.encoder[1:](h))
         return self.to_code(self.encoder(x * self.cfg.input_scale))
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
@@ -71,7 +76,15 @@ class BinaryAutoencoder(nn.Module):
 
 
 def reconstruction_loss(out: torch.Tensor, x: torch.Tensor, output_type: str) -> torch.Tensor:
-    """Mean per-item loss that fits the data: softmax CE, BCE, or squared error."""
+    """Mean per-item loss that fits the data: softmax CE, BCE, or squared error. `x` may be a sparse COO
+    tensor (coalesced, as rows_to_tensor makes it)."""
+    if x.is_sparse:
+        if output_type == "distribution":  # the same loss, summed over each row's non-zeros only
+            (rows, cols), values = x.indices(), x.values()
+            totals = torch.zeros(x.shape[0], device=values.device).index_add_(0, rows, values).clamp_min(1e-12)
+            picked = F.log_softmax(out.float(), dim=1)[rows, cols]
+            return -(values / totals[rows] * picked).sum() / x.shape[0]
+        x = x.to_dense()
     if output_type == "distribution":
         # target: the row's term weights as a distribution over the vocabulary
         target = x / x.sum(dim=1, keepdim=True).clamp_min(1e-12)
