@@ -162,12 +162,24 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress or log lines on stderr.")
 @_fail_cleanly
 def train(corpus: str, output: str, force: bool, quiet: bool, **opts) -> None:
-    """Train a model on CORPUS (JSONL, CSV/TSV, text lines, a folder of .txt, .npy/.npz)."""
+    """Train a model on CORPUS (JSONL, CSV/TSV, text lines, a folder of .txt, .npy/.npz). Under torchrun, the
+    processes train one model together (DistributedDataParallel); see semhash.distributed."""
+    from . import distributed
     from .corpus import Corpus
     from .fsutil import MODEL, check_target
 
     check_target(output, MODEL, replace=force)  # before training, which may take hours
-    model = train_model(Corpus(corpus), quiet, **opts)
+    me = 0
+    if distributed.requested():  # started by torchrun: one of several processes training one model
+        distributed.start()
+        me = distributed.rank()
+        quiet = quiet or me != 0
+    try:
+        model = train_model(Corpus(corpus), quiet, **opts)
+    finally:
+        distributed.stop()
+    if me != 0:
+        return  # rank 0 writes the model and reports
     model.save(output, overwrite=force)
     hist = model.info.get("history", {})
     _log(f"Saved the model to {output}", quiet)
@@ -239,6 +251,9 @@ def index_cmd(corpus: str, output: str, model_dir: str | None, db_url: str | Non
     from .fsutil import INDEX, check_target, directory_kind
 
     check_target(output, INDEX, replace=True)  # an index is updated in place; anything else is refused
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("semhash index runs as one process: train the model with `torchrun ... -m semhash.cli "
+                          "train CORPUS -o MODEL`, then `semhash index CORPUS -m MODEL`")
     source = Corpus(corpus)
     if model_dir is not None:
         engine = Engine.from_model(model_dir)

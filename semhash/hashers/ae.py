@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .. import distributed
 from ..errors import ConfigError, ModelError
 from .autoencoder import AEConfig, BinaryAutoencoder
 from .base import Features, Hasher
@@ -61,18 +62,24 @@ class AutoencoderHasher(Hasher):
         graph = targets = None
         tc = self.train_config
         use_diffusion = bool(tc.diffusion) and X.shape[0] >= MIN_DIFFUSION_ROWS
-        if tc.neighbors or use_diffusion:
+        shared = distributed.active()
+        if shared and tc.neighbors:
+            raise ConfigError("the neighbour term (--neighbors) does not work with distributed training yet; "
+                              "train on one process, or without it")
+        if (tc.neighbors or use_diffusion) and distributed.rank() == 0:  # once, then shared with the others
             from .neighbors import knn_graph, principal_view
             if progress:
                 print(f"neighbour graph of {X.shape[0]:,} rows" + (" and its diffusion codes" if use_diffusion else "")
                       + " ...", file=sys.stderr, flush=True)
             view = principal_view(X, seed=tc.seed)
             graph = knn_graph(X, tc.n_neighbors, seed=tc.seed, view=view, device=pick_device(tc.device))
-        if use_diffusion:
-            from .diffusion import default_time, diffusion_codes
-            time = tc.diffusion_time if tc.diffusion_time is not None else default_time(output_type)
-            targets = diffusion_codes(graph, self.bits, time, seed=tc.seed, view=view,
-                                      mix=tc.diffusion_mix)
+            if use_diffusion:
+                from .diffusion import default_time, diffusion_codes
+                time = tc.diffusion_time if tc.diffusion_time is not None else default_time(output_type)
+                targets = diffusion_codes(graph, self.bits, time, seed=tc.seed, view=view,
+                                          mix=tc.diffusion_mix)
+        if shared and use_diffusion:
+            targets = distributed.share(targets, np.float32)
         self.history = train(self.model, X, tc, progress=progress, neighbors=graph, targets=targets)
         self.model.to("cpu")  # inference and saving happen on the CPU unless asked otherwise
 

@@ -19,6 +19,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from .. import distributed
 from ..errors import ConfigError
 from .autoencoder import (BinaryAutoencoder, balance_penalty, decorrelation_penalty, neighbor_loss,
                           reconstruction_loss, target_loss)
@@ -186,7 +187,7 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, 
 
     `neighbors` (n, k) row indices: the k-NN graph used by the neighbour term (cfg.neighbors > 0).
     `targets` (n, bits) 0/1: bits the code logits are pulled toward (cfg.diffusion > 0)."""
-    device = pick_device(cfg.device)
+    device = distributed.device_for(pick_device(cfg.device))
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     n = X.shape[0]
@@ -196,28 +197,36 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, 
     batch_size = cfg.batch_size or auto_batch_size(len(train_idx))
     model.to(device)
     opt = _adam(model, cfg, device)
+    ranks, me = distributed.world(), distributed.rank()
+    net = model
+    if ranks > 1:  # each process takes every ranks-th row of the epoch's order; DDP averages the gradients
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        batch_size = max(1, batch_size // ranks)
     use_amp = device.type == "cuda"
     otype = model.cfg.output_type
     use_neighbors = bool(cfg.neighbors) and neighbors is not None and neighbors.shape[1] > 0
     target_bits = None
     if cfg.diffusion and targets is not None:
         target_bits = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)).to(device)
-    batches_per_epoch = math.ceil(len(train_idx) / batch_size)
+    batches_per_epoch = math.ceil(len(train_idx) // ranks / batch_size)
     history: dict = {"train_loss": [], "val_loss": [], "noise": [], "epochs_run": 0, "stopped_early": False}
     best, best_state, bad_epochs = math.inf, None, 0
     started = time.time()
-    bar = tqdm(total=cfg.epochs * batches_per_epoch, disable=not progress, file=sys.stderr,
+    bar = tqdm(total=cfg.epochs * batches_per_epoch, disable=not progress or me != 0, file=sys.stderr,
                unit="batch", desc="training", dynamic_ncols=True, leave=False)
     for epoch in range(cfg.epochs):
         model.train()
         model.noise_std = _noise_at(cfg, epoch)
         perm = train_idx[rng.permutation(len(train_idx))]
+        if ranks > 1:  # equal shards: every process takes the same number of steps
+            perm = perm[:len(perm) // ranks * ranks][me::ranks]
         total, count = 0.0, 0
         for start in range(0, len(perm), batch_size):
             idx = perm[start:start + batch_size]
             xb = rows_to_tensor(X, idx, device)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                out, logits, code = model(xb)
+                out, logits, code = net(xb)
                 if use_neighbors:
                     nb = neighbors[idx, rng.integers(0, neighbors.shape[1], len(idx))]
                     logits_nb = model.code_logits(rows_to_tensor(X, nb, device))
