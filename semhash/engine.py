@@ -286,6 +286,11 @@ class Engine:
         (raising for damaged rows) and returns the engine."""
         directory = Path(directory)
         engine = cls.load(directory)
+        try:
+            engine.store.check()
+        except SemhashError:
+            engine.close()
+            raise
         engine.manifest = upgrade(directory, engine.manifest)
         return engine
 

@@ -1022,6 +1022,35 @@ class Store:
         codes[present] = self._codes_from_values([r[1] for r in found])
         return Changes(now, rids, codes, present)
 
+    def check(self, chunk: int = 50_000) -> int:
+        """Read every item whole (id, code, payload, labels), from one snapshot; StoreError naming the
+        first damaged row. Returns the item count."""
+        count, last = 0, None
+        with self._transaction(doing="checking the store", snapshot=True) as conn:
+            while True:
+                where = "" if last is None else f" WHERE row_id > {int(last)}"
+                cur = conn.connection.cursor()
+                try:
+                    cur.execute(f"SELECT row_id, ext_id, code, payload, labels FROM {self._items_q}{where} "
+                                f"ORDER BY row_id LIMIT {int(chunk)}")
+                    rows = cur.fetchall()
+                finally:
+                    cur.close()
+                if not rows:
+                    return count
+                for row_id, ext_id, _, payload, labels in rows:
+                    try:
+                        if not isinstance(ext_id, str):
+                            raise StoreError(f"its id is {ext_id!r}, not text")
+                        _loads(payload, dict)
+                        _loads(labels, list)
+                    except StoreError as e:
+                        raise StoreError(f"item {ext_id!r} (row {row_id}) in the store {self.namespace!r}: {e}"
+                                         ) from None
+                self._codes_from_values([r[2] for r in rows])
+                count += len(rows)
+                last = rows[-1][0]
+
     def fetch(self, row_ids: Iterable[int]) -> list[Item]:
         """The items with these row ids, in the order asked (repeats allowed). Raises
         MissingItemError (a StoreError and a KeyError) when any is not stored."""

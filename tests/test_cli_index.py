@@ -435,3 +435,19 @@ def test_index_trains_on_a_sample_and_reads_the_corpus_twice(tmp_path, vector_do
     result = run("train", tmp_path / "corpus.jsonl", "-o", tmp_path / "m2", "--train-sample", "-5", "-q")
     assert result.exit_code == 1
     assert result.output == "Error: --train-sample must be 0 (every record) or a positive count, got -5\n"
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("UPDATE semhash_items SET labels = '{bad' WHERE row_id = 3", "the store holds '{bad' where a JSON list belongs"),
+    ("UPDATE semhash_items SET payload = '[1]' WHERE row_id = 3", "the store holds '[1]' where a JSON object belongs"),
+])
+def test_rebuild_reports_a_damaged_row(workdir, damage, message):
+    import sqlite3
+
+    with sqlite3.connect(workdir / "semhash-index" / "items.db") as conn:
+        ext_id = conn.execute("SELECT ext_id FROM semhash_items WHERE row_id = 3").fetchone()[0]
+        conn.execute(damage)
+    result = run("rebuild", "semhash-index")
+    assert result.exit_code == 1
+    assert result.output == (f"Error: item {ext_id!r} (row 3) in the store 'semhash': {message}; it is damaged: "
+                             f"index the corpus again into a new index\n")
