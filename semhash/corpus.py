@@ -300,7 +300,8 @@ class Corpus:
             raise CorpusError("'ids' has duplicate entries", self.path)
         for start in range(0, n, self.batch_size):
             stop = min(n, start + self.batch_size)
-            v = np.asarray(vectors[start:stop], dtype=np.float32)
+            chunk = vectors[start:stop]  # the checking pass reads it in place; a batch gets its own copy
+            v = np.asarray(chunk, dtype=np.float32) if check_only else np.array(chunk, dtype=np.float32)
             bad = ~np.isfinite(v).all(axis=1)
             if bad.any():
                 row = start + int(np.argmax(bad))
@@ -335,14 +336,16 @@ class _NpyRows:
             raise ValueError("the file is shorter than its header says")
 
     def __getitem__(self, rows: slice) -> np.ndarray:
+        """Rows `start:stop`, mapped for this read alone (read-only; unmapped once the caller drops them,
+        so what a pass touched does not stay resident)."""
         if self._map is not None:
             return np.array(self._map[rows])
         start, stop, _ = rows.indices(self.shape[0])
         width = int(np.prod(self.shape[1:]))
-        with open(self.path, "rb") as fh:
-            fh.seek(self.offset + start * width * self.dtype.itemsize)
-            data = np.fromfile(fh, dtype=self.dtype, count=(stop - start) * width)
-        return data.reshape((stop - start,) + tuple(self.shape[1:]))
+        if stop <= start:
+            return np.zeros((0,) + tuple(self.shape[1:]), self.dtype)
+        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(stop - start,) + tuple(self.shape[1:]),
+                         offset=self.offset + start * width * self.dtype.itemsize)
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
