@@ -22,11 +22,13 @@ import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -45,7 +47,8 @@ def start(index: str, workers: int, log=subprocess.DEVNULL) -> tuple[subprocess.
     import httpx
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "semhash.cli", "serve", "-i", index, "--port", str(port),
-                             "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=log)
+                             "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=log,
+                            start_new_session=True)  # its own process group: stop() can find every worker
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     ready = 0
@@ -62,8 +65,33 @@ def start(index: str, workers: int, log=subprocess.DEVNULL) -> tuple[subprocess.
 
 
 def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server; then any process of its group still running 5 s later (a worker that
+    outlived it, seen once after a soak) is reported and killed, so that no benchmark runs beside it."""
     proc.terminate()
     proc.wait(timeout=60)
+    deadline = time.time() + 5
+    while group_alive(proc.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    left = group_alive(proc.pid)
+    if left:
+        print(f"warning: {len(left)} process(es) of the server outlived its SIGTERM ({', '.join(left)}); killing "
+              f"them", file=sys.stderr)
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def group_alive(pgid: int) -> list[str]:
+    """'pid:name' of the processes of group `pgid` that are not zombies (from /proc)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(f"{stat.parent.name}:{name}")
+    return alive
 
 
 async def load(base: str, bodies: list[dict], clients: int, seconds: float) -> list[float]:
