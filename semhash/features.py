@@ -28,6 +28,7 @@ class TextFeaturizer:
 
     kind = "text"
     output_type = "distribution"
+    sparse = True
 
     def __init__(self, max_features: int = 10000, min_df: int | None = None, max_df: float = 0.5,
                  weighting: str = "tfidf", stop_words: str | None = "english"):
@@ -166,7 +167,16 @@ Featurizer = TextFeaturizer | DenseFeaturizer
 
 
 def featurizer_for(kind: str, **options) -> Featurizer:
-    """The featurizer for a corpus kind ("text" or "vector")."""
+    """The featurizer for a corpus kind ("text" or "vector"); for texts, `featurizer` "tfidf" (default) or
+    "embed:MODEL" (sentence embeddings, semhash.embedding)."""
+    name = options.pop("featurizer", None) or "tfidf"
+    if name.startswith("embed:"):
+        if kind != "text":
+            raise ConfigError(f"--featurizer {name} embeds texts, but the corpus holds vectors")
+        from .embedding import EmbeddingFeaturizer
+        return EmbeddingFeaturizer(name[len("embed:"):])
+    if name != "tfidf":
+        raise ConfigError(f"--featurizer must be tfidf or embed:MODEL, got {name!r}")
     if kind == "text":
         return TextFeaturizer(**{k: v for k, v in options.items() if k != "standardize"})
     return DenseFeaturizer(standardize=bool(options.get("standardize", False)))
@@ -177,7 +187,10 @@ def load_featurizer(directory: str | Path) -> Featurizer:
     directory = Path(directory)
     try:
         state = json.loads((directory / FEATURIZER_FILE).read_text())
-        cls = {"text": TextFeaturizer, "vector": DenseFeaturizer}[state["type"]]
+        if state["type"] == "embed":
+            from .embedding import EmbeddingFeaturizer as cls
+        else:
+            cls = {"text": TextFeaturizer, "vector": DenseFeaturizer}[state["type"]]
         return cls._load(directory, state)
     except (OSError, KeyError, ValueError, TypeError, AttributeError) as e:  # a missing, extra or mistyped field
         raise ModelError(f"cannot load the featurizer from {directory} ({e})") from None

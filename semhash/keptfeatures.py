@@ -22,9 +22,9 @@ FEATURES_FORMAT = 2
 _F32, _U32 = np.dtype("<f4"), np.dtype("<u4")
 
 
-def new_meta(kind: str, dim: int) -> dict:
-    """The manifest entry of the kept features of a model of this kind ("text" or "vector")."""
-    layout = "sparse" if kind == "text" else "dense"
+def new_meta(sparse: bool, dim: int) -> dict:
+    """The manifest entry of the kept features of a model whose features are sparse (TF-IDF) or dense."""
+    layout = "sparse" if sparse else "dense"
     meta = {"format": FEATURES_FORMAT, "layout": layout, "dtype": "float32", "dim": int(dim)}
     if layout == "sparse":
         meta["index_dtype"] = "uint16" if dim <= 1 << 16 else "int32"

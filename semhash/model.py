@@ -82,7 +82,8 @@ class Model:
         """The (1, bits // 8) code of an all-zero feature row: where every text with no word of the
         vocabulary, or every zero vector, lands."""
         dim = self.featurizer.dim
-        zero = sp.csr_matrix((1, dim), dtype=np.float32) if self.kind == "text" else np.zeros((1, dim), np.float32)
+        sparse = getattr(self.featurizer, "sparse", False)
+        zero = sp.csr_matrix((1, dim), dtype=np.float32) if sparse else np.zeros((1, dim), np.float32)
         return self.hasher.encode(zero)
 
     def logits(self, batch: Batch) -> np.ndarray:

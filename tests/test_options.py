@@ -37,7 +37,7 @@ def test_engine_train_takes_every_training_option(vector_docs, write_jsonl, tmp_
     batch = Batch(ids=[d["id"] for d in docs], vectors=np.array([d["vector"] for d in docs], np.float32))
     options = dict(bits=16, hasher="ae", epochs=2, batch_size=16, lr=2e-3, noise=3.0, hidden=[24, 12],
                    neighbors=0.1, temperature=0.5, diffusion=0.2, diffusion_time=7.0, device="cpu", seed=3,
-                   threads=1, max_features=50, standardize=True, train_sample=60)
+                   threads=1, max_features=50, standardize=True, train_sample=60, featurizer="tfidf")
     assert set(options) == {f.name for f in dataclasses.fields(TrainingOptions)}
     engine = Engine.train(write_jsonl(tmp_path / "c.jsonl", docs), progress=False, **options)
     assert engine.model.info["trained_on"] == 60  # a sample of the 80 records

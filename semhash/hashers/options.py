@@ -34,6 +34,7 @@ class TrainingOptions:
     max_features: int = 10000    # texts: vocabulary size
     standardize: bool = False    # vectors: standardize before hashing
     train_sample: int = 100_000  # records drawn (seeded, uniform) from the corpus to fit on; 0: every record
+    featurizer: str = "tfidf"    # texts: "tfidf", or "embed:MODEL" (sentence embeddings, semhash[embed])
 
     @classmethod
     def of(cls, **options) -> "TrainingOptions":
@@ -66,11 +67,15 @@ class TrainingOptions:
         return corpus.sample(self.train_sample, seed=self.seed, progress=progress)
 
     def feature_options(self) -> dict:
-        return {"max_features": self.max_features, "standardize": self.standardize}
+        return {"max_features": self.max_features, "standardize": self.standardize, "featurizer": self.featurizer}
 
     def make_hasher(self, **more) -> Hasher:
         """The untrained hasher these options describe. `more`: further TrainConfig fields (balance,
         patience, ...) or autoencoder settings (dropout), for experiments."""
+        if not isinstance(self.featurizer, str) or not (
+                self.featurizer == "tfidf" or (self.featurizer.startswith("embed:") and len(self.featurizer) > 6)):
+            raise ConfigError(f"--featurizer must be tfidf or embed:MODEL (a sentence-transformers name or directory), "
+                              f"got {self.featurizer!r}")
         if self.hasher not in HASHERS:
             raise ConfigError(f"unknown hasher {self.hasher!r}; choose one of: {', '.join(HASHERS)}")
         cls = hasher_class(self.hasher)
