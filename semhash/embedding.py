@@ -45,6 +45,7 @@ class EmbeddingFeaturizer:
         if not model:
             raise ConfigError("--featurizer embed:MODEL needs a model name or directory, e.g. embed:all-MiniLM-L6-v2")
         self.model, self.batch_size = model, batch_size
+        self.progress = False  # a bar while embedding (Model.fit turns it on for the training sample)
         self.dim_: int | None = None
         self._encoder = None
 
@@ -88,7 +89,7 @@ class EmbeddingFeaturizer:
         if not batch.texts:
             return np.zeros((0, self.dim), np.float32)
         out = self._load_encoder().encode(batch.texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                          convert_to_numpy=True, show_progress_bar=False)
+                                          convert_to_numpy=True, show_progress_bar=self.progress)
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def save(self, directory: Path) -> None:

@@ -67,7 +67,11 @@ class Model:
             progress: bool = True) -> "Model":
         """Fit a featurizer to the batch, then the hasher to its features."""
         featurizer = featurizer_for(data.kind, **(feature_options or {})).fit(data)
+        if hasattr(featurizer, "progress"):  # embedding a large sample takes minutes: show it
+            featurizer.progress = progress
         X = featurizer.transform(data)
+        if hasattr(featurizer, "progress"):
+            featurizer.progress = False
         hasher.fit(X, output_type=featurizer.output_type, progress=progress)
         return cls(featurizer, hasher, {"trained_on": len(data)})
 
