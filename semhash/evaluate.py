@@ -458,6 +458,49 @@ def feature_knn_precision(query_features, db_features, query_labels: Sequence, d
     return hits / (nq * k) if nq else float("nan")
 
 
+def neighbour_recall(query_features, db_features, query_codes: np.ndarray, db_codes: np.ndarray, k: int = 10,
+                     candidates: Sequence[int | None] = (None,), block_size: int | None = None) -> dict:
+    """Recall@k of the exact float top-k (cosine on the features) by a code ranking: the share of each
+    query's k nearest database items by cosine that the codes find in their own top-k. For each entry
+    of `candidates`: None ranks by Hamming distance alone (ties in database order); N takes the
+    Hamming top-N (same ties) and re-ranks those N by cosine, as a vector database rescoring binary
+    candidates does. Returns {"codes": recall, "rerank N": recall, ...}."""
+    check_codes(query_codes, "query codes")
+    check_codes(db_codes, "database codes")
+    nq, ndb = query_features.shape[0], db_features.shape[0]
+    if not (query_codes.shape[0] == nq and db_codes.shape[0] == ndb) or ndb == 0 or k < 1:
+        raise ConfigError("need one code per feature row, a non-empty database and k >= 1")
+    k = min(int(k), ndb)
+    Q, D = _normalized_rows(query_features), _normalized_rows(db_features)
+    if sp.issparse(Q):
+        Q = Q.tocsr()
+    keys = {None if n is None else int(n) for n in candidates}
+    found = dict.fromkeys(keys, 0)
+    step = _block_rows(ndb, 1, block_size)
+    for start in range(0, nq, step):
+        stop = min(nq, start + step)
+        sims = _dot_t(Q[start:stop], D)
+        truth = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        dist = hamming_distances(query_codes[start:stop], db_codes)
+        order = np.argsort(dist, axis=1, kind="stable")  # by distance, ties in database order
+        rows = np.arange(stop - start)[:, None]
+        for n in keys:
+            if n is None:
+                top = order[:, :k]
+            else:
+                pool = order[:, :max(n, k)]
+                top = pool[rows, np.argsort(-sims[rows, pool], axis=1, kind="stable")[:, :k]]
+            found[n] += sum(len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(truth, top))
+    return {("codes" if n is None else f"rerank {n}"): found[n] / (nq * k) for n in
+            sorted(keys, key=lambda n: -1 if n is None else n)}
+
+
+def sign_codes(features) -> np.ndarray:
+    """The reference binary codes of vector databases: the sign of every feature dimension, packed."""
+    X = features.toarray() if sp.issparse(features) else np.asarray(features)
+    return np.packbits(X > 0, axis=1)
+
+
 # --- code diagnostics ----------------------------------------------------------------------------------------------
 
 def code_diagnostics(codes: np.ndarray) -> dict:

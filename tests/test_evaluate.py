@@ -281,3 +281,26 @@ def test_code_diagnostics_constant_bits_and_wide_codes():
     assert (d["distinct_codes"], d["largest_bucket"]) == (2, 2)
     with pytest.raises(ConfigError, match="no codes"):
         code_diagnostics(np.zeros((0, 1), np.uint8))
+
+
+def test_neighbour_recall_against_brute_force():
+    from semhash.evaluate import neighbour_recall, sign_codes
+
+    rng = np.random.default_rng(3)
+    db, q = rng.normal(size=(300, 16)).astype(np.float32), rng.normal(size=(20, 16)).astype(np.float32)
+    db_codes, q_codes = sign_codes(db), sign_codes(q)
+    got = neighbour_recall(q, db, q_codes, db_codes, k=10, candidates=(None, 50, 300))
+    cos = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (db / np.linalg.norm(db, axis=1, keepdims=True)).T
+    ham = np.unpackbits(q_codes[:, None, :] ^ db_codes[None, :, :], axis=2).sum(axis=2)
+    want = {}
+    for name, n in (("codes", None), ("rerank 50", 50), ("rerank 300", 300)):
+        hits = 0
+        for i in range(20):
+            truth = set(np.argsort(-cos[i])[:10].tolist())
+            by_code = np.argsort(ham[i], kind="stable")
+            top = by_code[:10] if n is None else sorted(by_code[:n], key=lambda j: -cos[i, j])[:10]
+            hits += len(truth & set(np.asarray(top).tolist()))
+        want[name] = hits / 200
+    assert got == pytest.approx(want)
+    assert got["rerank 300"] == 1.0  # re-ranking every item is the exact answer
+    assert got["codes"] <= got["rerank 50"] <= 1.0
