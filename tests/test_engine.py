@@ -384,6 +384,26 @@ def test_failure_mid_index_keeps_the_batches_before_it(setup, index_copy, vector
 
 
 # --- (5) a process killed mid-run leaves exactly the batches it committed ----------------------------------
+def kill_at_marker(child: str, marker, what: str) -> int:
+    """Run the Python `child`, SIGKILL it once it creates `marker` (its fault-injection hook's signal that
+    it reached `what` and waits), and return its exit status."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
+    try:
+        while not marker.exists():
+            assert proc.poll() is None, f"the child ended before {what}: {proc.communicate()}"
+            assert time.monotonic() < deadline, f"the child did not reach {what} within 120 s"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def test_killed_indexing_process_keeps_the_committed_batches(setup, index_copy, vector_docs, write_jsonl):
     root, docs, corpus, model, _ = setup
     big_docs = vector_docs(20, seed=21, prefix="b")
@@ -407,28 +427,13 @@ def test_killed_indexing_process_keeps_the_committed_batches(setup, index_copy, 
         "from semhash.engine import Engine\n"
         f"engine = Engine.load({str(index_copy)!r})\n"
         f"engine.index(corpus.Corpus({str(big)!r}, batch_size=5), progress=False)\n")
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 120
-    try:
-        while not marker.exists():
-            assert proc.poll() is None, f"the indexing ended before its second batch: {proc.communicate()}"
-            assert time.monotonic() < deadline, "the second batch was not written within 120 s"
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    assert kill_at_marker(child, marker, "its second batch") == -signal.SIGKILL
     reopened = Engine.load(index_copy)
     ids = {it.ext_id for it in reopened.store.fetch(reopened.store.all_codes()[0])}
     assert ids == {d["id"] for d in docs} | {d["id"] for d in big_docs[:10]}  # the two committed batches
     assert len(reopened.live) == 130
     hits = reopened.query(big_docs[0]["vector"], k=1, radius=0)
     assert hits[0].distance == 0
-
     reopened.close()
     assert sorted(p.name for p in index_copy.iterdir()) == sorted([MANIFEST, "model", SQLITE_FILE])
     assert dot_entries(index_copy.parent) == []
@@ -458,20 +463,7 @@ def test_a_new_index_killed_mid_run_leaves_an_orphan_that_the_next_run_removes(s
         "from semhash.model import Model\n"
         f"engine = Engine(Model.load({str(built / 'model')!r}))\n"
         f"engine.index(corpus.Corpus({str(big)!r}, batch_size=5), {str(target)!r}, progress=False)\n")
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 120
-    try:
-        while not marker.exists():
-            assert proc.poll() is None, f"the indexing ended before its directory was written: {proc.communicate()}"
-            assert time.monotonic() < deadline, "the index directory was not written within 120 s"
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    assert kill_at_marker(child, marker, "its directory was written") == -signal.SIGKILL
     orphans = dot_entries(target.parent)
     assert not target.exists() and [o.split("-")[:2] for o in orphans] == [[".new", "index.tmp"]], orphans
     result = CliRunner().invoke(main, ["index", str(big), "-m", str(built / "model"), "-o", str(target), "-q"])
