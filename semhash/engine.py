@@ -58,19 +58,101 @@ class Hit:
                 "filled": self.filled}
 
 
-@dataclass
-class Answer:
-    """The hits of one query, with the radius searched completely and the strategy that ran."""
+class HitColumns:
+    """The hits of a group of answers as columns: the distinct items' ids and payloads (object arrays)
+    with each hit's position among them, and each hit's distance, score and filled flag. They are made
+    into `Hit` objects all at once on first use: building them per answer would let the garbage
+    collector walk the million objects already made after every answer (3x slower)."""
 
-    query_id: str
-    searched_radius: int
-    strategy: str
-    hits: list[Hit]
+    __slots__ = ("ext_ids", "payloads", "where", "distances", "scores", "filled", "_hits")
+
+    def __init__(self, ext_ids: np.ndarray, payloads: np.ndarray, where: np.ndarray, distances: np.ndarray,
+                 scores: np.ndarray, filled: np.ndarray):
+        self.ext_ids, self.payloads, self.where = ext_ids, payloads, where
+        self.distances, self.scores, self.filled = distances, scores, filled
+        self._hits: list[Hit] | None = None
+
+    def lists(self, a: int, b: int) -> tuple[list, ...]:
+        """Hits a..b-1 as Python lists: ids, distances, scores, payloads, filled."""
+        where = self.where[a:b]
+        return (self.ext_ids[where].tolist(), self.distances[a:b].tolist(), self.scores[a:b].tolist(),
+                self.payloads[where].tolist(), self.filled[a:b].tolist())
+
+    def hits(self) -> list[Hit]:
+        if self._hits is None:
+            with gc_paused():
+                self._hits = [Hit(*h) for h in zip(*self.lists(0, len(self.where)))]
+        return self._hits
+
+
+class Answer:
+    """The hits of one query, with the radius searched completely and the strategy that ran.
+
+    An answer made by a query holds its hits as columns (`ids`, `distances`, `scores`: arrays), and
+    makes them into `Hit` objects on the first use of `hits`: a batch of 10,000 queries at k = 100 is
+    a million hits, and building them as objects costs several times the search. Every column is read
+    in the query's snapshot of the store when the answer is made."""
+
+    __slots__ = ("query_id", "searched_radius", "strategy", "_hits", "_group", "_span")
+
+    def __init__(self, query_id: str, searched_radius: int, strategy: str, hits: list[Hit] | None = None,
+                 *, group: HitColumns | None = None, span: tuple[int, int] = (0, 0)):
+        if (hits is None) == (group is None):
+            raise TypeError("an Answer takes either hits or a group of hit columns")
+        self.query_id, self.searched_radius, self.strategy = query_id, searched_radius, strategy
+        self._hits, self._group, self._span = hits, group, span
+
+    @property
+    def hits(self) -> list[Hit]:
+        if self._hits is None:
+            a, b = self._span
+            self._hits = self._group.hits()[a:b]
+        return self._hits
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The hits' ids in order (an object array of str), without making Hit objects."""
+        if self._group is None:
+            return np.array([h.id for h in self._hits], dtype=object)
+        a, b = self._span
+        return self._group.ext_ids[self._group.where[a:b]]
+
+    @property
+    def distances(self) -> np.ndarray:
+        """The hits' Hamming distances in order, without making Hit objects."""
+        if self._group is None:
+            return np.array([h.distance for h in self._hits], dtype=np.int32)
+        return self._group.distances[slice(*self._span)]
+
+    @property
+    def scores(self) -> np.ndarray:
+        """The hits' scores in order, without making Hit objects."""
+        if self._group is None:
+            return np.array([h.score for h in self._hits], dtype=np.float64)
+        return self._group.scores[slice(*self._span)]
+
+    def __len__(self) -> int:
+        return self._span[1] - self._span[0] if self._group is not None else len(self._hits)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Answer):
+            return NotImplemented
+        return (self.query_id, self.searched_radius, self.strategy, self.hits) == \
+            (other.query_id, other.searched_radius, other.strategy, other.hits)
+
+    def __repr__(self) -> str:
+        return (f"Answer(query_id={self.query_id!r}, searched_radius={self.searched_radius}, "
+                f"strategy={self.strategy!r}, hits={self.hits!r})")
 
     def to_json(self) -> dict:
         """The answer as `semhash query` prints it and `semhash serve` returns it."""
+        if self._hits is not None:
+            hits = [h.to_json() for h in self._hits]
+        else:
+            hits = [{"id": i, "distance": d, "score": s, "payload": p, "filled": f}
+                    for i, d, s, p, f in zip(*self._group.lists(*self._span))]
         return {"query_id": self.query_id, "searched_radius": self.searched_radius, "strategy": self.strategy,
-                "hits": [h.to_json() for h in self.hits]}
+                "hits": hits}
 
 
 class Engine:
@@ -439,22 +521,18 @@ class Engine:
         """Answers with payloads (one store read for the batch, in the pinned snapshot `conn`); `scores`
         replaces 1 - distance/bits."""
         flat_rows, flat_dist, flat_filled = results.row_ids, results.distances, results.filled
-        distinct = _distinct(flat_rows) if len(flat_rows) else flat_rows
+        distinct, where = _distinct(flat_rows) if len(flat_rows) else (flat_rows, flat_rows)
         ext_ids, payloads = self.store.hit_fields(distinct, conn=conn)
-        where = np.searchsorted(distinct, flat_rows)
         bits = self.model.bits
         if scores is None:
             flat_scores = np.array([round(1.0 - d / bits, 6) for d in range(bits + 1)])[flat_dist]
         else:
             flat_scores = np.concatenate(scores) if scores else np.zeros(0)
         lims = results.lims.tolist()
-        with gc_paused():  # a million small objects would otherwise set off many full collections
-            hits = [Hit(e, d, s, p, f) for e, d, s, p, f in
-                    zip(ext_ids[where].tolist(), flat_dist.tolist(), flat_scores.astype(float).tolist(),
-                        payloads[where].tolist(), flat_filled.tolist())]
-            return [Answer(query_id=qid, searched_radius=int(results.searched[i]),
-                           strategy=str(results.strategies[i]), hits=hits[lims[i]:lims[i + 1]])
-                    for i, qid in enumerate(query_ids)]
+        group = HitColumns(ext_ids, payloads, where, flat_dist, flat_scores.astype(float), flat_filled)
+        return [Answer(qid, int(results.searched[i]), str(results.strategies[i]), group=group,
+                       span=(lims[i], lims[i + 1]))
+                for i, qid in enumerate(query_ids)]
 
     # --- description ----------------------------------------------------------------------
     def _empty_bucket(self) -> dict:
@@ -496,14 +574,16 @@ def _bucket_size(buckets, code: np.ndarray) -> int:
     return int(buckets.sizes()[match[0]]) if len(match) else 0
 
 
-def _distinct(row_ids: np.ndarray) -> np.ndarray:
-    """Sorted distinct row ids; a mask over their range where it is small (far faster than a sort)."""
+def _distinct(row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct row ids, and the position of each given row id among them; by a mask and its
+    running count over their range where it is small (far faster than a sort and a search)."""
     lo, hi = int(row_ids.min()), int(row_ids.max())
     if hi - lo > 8 * len(row_ids):
-        return np.unique(row_ids)
+        return np.unique(row_ids, return_inverse=True)
     mask = np.zeros(hi - lo + 1, dtype=bool)
     mask[row_ids - lo] = True
-    return np.flatnonzero(mask) + lo
+    rank = np.cumsum(mask, dtype=np.int64)
+    return np.flatnonzero(mask) + lo, rank[row_ids - lo] - 1
 
 
 def _read_json(path: Path) -> dict:

@@ -284,6 +284,7 @@ class Store:
     _in_chunk = 1000
     #: PostgreSQL: updates of at least this many rows go through COPY into a temporary table
     _bulk_update_min = 2000
+    _json_each = False
 
     def __init__(self, url: str | URL, bits: int | None, namespace: str = "semhash", create: bool = True,
                  *, connect_timeout: float = 10, write_timeout: float = 60):
@@ -313,6 +314,7 @@ class Store:
         self._driver_errors = (sa_exc.DBAPIError, getattr(dialect.loaded_dbapi, "Error", sa_exc.DBAPIError))
         if self._sqlite:
             self._in_chunk = 30_000 if sqlite3.sqlite_version_info >= (3, 32) else 900
+            self._json_each = sqlite3.sqlite_version_info >= (3, 38)  # JSON functions built in
         elif self._pg:
             self._in_chunk = 50_000
         self.bits = bits  # provisional until the meta table is read
@@ -625,7 +627,9 @@ class Store:
         cur = conn.connection.cursor()
         try:
             for chunk in _chunks(values, self._in_chunk):
-                if self._sqlite:
+                if self._sqlite and key == "row_id" and self._json_each:  # one parameter, not one per value
+                    cur.execute(f"{head} IN (SELECT value FROM json_each(?))", ("[" + ",".join(map(str, chunk)) + "]",))
+                elif self._sqlite:
                     cur.execute(f"{head} IN ({','.join('?' * len(chunk))})", list(chunk))
                 elif key == "row_id":  # integers: a bigint[] literal, no per-element adaptation
                     cur.execute(f"{head} = ANY(%s::bigint[])", ("{" + ",".join(map(str, chunk)) + "}",))
@@ -1077,19 +1081,18 @@ class Store:
         the lean read behind query answers (no codes, no labels), in the snapshot `conn` if given.
         MissingItemError when any is not stored."""
         wanted = np.asarray(row_ids, dtype=np.int64)
-        size = min(10_000, self._in_chunk)
         with self._reading(conn, "fetching items") as conn, gc_paused():
-            rows = []
-            for chunk in _chunks(wanted.tolist(), size):
-                rows += self._select_in(conn, ("row_id", "ext_id", "payload"), "row_id", chunk)
-            rows.sort()
+            rows = self._select_in(conn, ("row_id", "ext_id", "nullif(payload, '{}')"), "row_id", wanted.tolist())
             got = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            if len(got) > 1 and not (got[1:] > got[:-1]).all():  # SQLite's IN gives them in order already
+                rows.sort()
+                got = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             if len(got) != len(wanted) or not np.array_equal(got, wanted):
                 raise self._missing(np.setdiff1d(wanted, got).tolist())
             ext_ids, payloads = np.empty(len(rows), object), np.empty(len(rows), object)
             ext_ids[:] = [r[1] for r in rows]
-            # most payloads of a corpus without extra fields are "{}": a new empty dict each, no parsing
-            payloads[:] = [{} if r[2] == "{}" else _loads(r[2]) for r in rows]
+            # most payloads of a corpus without extra fields are "{}" (read as NULL: no string made): a new empty dict each
+            payloads[:] = [{} if r[2] is None else _loads(r[2]) for r in rows]
         return ext_ids, payloads
 
     def row_ids_for(self, ext_ids: Iterable[str]) -> dict[str, int]:

@@ -21,7 +21,7 @@ from semhash.buckets import code_keys
 from semhash.cli import main
 from semhash.corpus import Batch, Corpus
 import semhash.store
-from semhash.engine import Engine, Hit, _batch_from_dicts
+from semhash.engine import Answer, Engine, Hit, _batch_from_dicts
 from semhash.indexdir import SQLITE_FILE
 from semhash.fsutil import MANIFEST
 from semhash.errors import ConfigError, CorpusError, IndexError_, ModelError, SemhashError, StoreError
@@ -569,6 +569,34 @@ def test_query_returns_corpus_items(setup):
     assert all(len(a.hits) == 2 for a in answers)
     info = engine.info()
     assert info["items"] == 120 and info["buckets"]["distinct_codes"] == engine.buckets.n_buckets
+    engine.close()
+
+
+def test_answers_hold_their_hits_as_columns_made_into_hits_on_first_use(setup):
+    """An answer's ids, distances and scores columns, its Hit objects, its JSON and its equality all say the
+    same; the Hit objects of a whole group are made once, on the first use of any answer's hits."""
+    root, docs, corpus, model, index_dir = setup
+    engine = Engine.load(index_dir)
+    answers = engine.query_batch([d["vector"] for d in docs[:6]], k=7)
+    group = answers[0]._group
+    assert group is not None and group._hits is None  # nothing made yet
+    for a in answers:
+        hits = a.hits
+        assert group._hits is not None and a._group is group
+        assert len(a) == len(hits) == 7
+        assert a.ids.tolist() == [h.id for h in hits]
+        assert a.distances.tolist() == [h.distance for h in hits] and a.distances.dtype == np.int32
+        assert a.scores.tolist() == [h.score for h in hits]
+        plain = Answer(a.query_id, a.searched_radius, a.strategy, list(hits))
+        assert plain == a and plain.to_json() == a.to_json()
+        assert plain.ids.tolist() == a.ids.tolist() and plain.distances.tolist() == a.distances.tolist()
+        assert json.loads(json.dumps(a.to_json())) == a.to_json()
+    fresh = engine.query_batch([d["vector"] for d in docs[:6]], k=7)
+    assert [f.to_json() for f in fresh] == [a.to_json() for a in answers]  # JSON without making Hit objects
+    assert fresh[0]._group._hits is None
+    assert fresh != answers[::-1] and fresh == answers
+    with pytest.raises(TypeError):
+        Answer("q", 0, "ball")
     engine.close()
 
 
