@@ -32,6 +32,7 @@ from .buckets import BucketTable, code_keys, concat_ranges
 from .codes import ball_size, flip_masks
 from .errors import ConfigError
 from .mih import MultiIndex
+from .pivots import PivotIndex
 
 PROBE_COST = 60          # one bucket probe costs about this many FAISS code comparisons
 PROBE_BLOCK = 1 << 21    # probes materialized at once (memory bound: ~16 bytes each)
@@ -39,6 +40,9 @@ FILL_BLOCK = 1 << 22     # (query, code) pairs a scan returns at once (12 bytes 
 MIH_MIN_CODES = 20_000   # below this a scan is as cheap as building substring tables
 MIH_MAX_LEVEL = 3
 PRELUDE_SHARE = 16       # the ball before MIH may cost 1/16 of a scan (radius 1 at 10^6 codes, 2 at 4 x 10^6)
+PIVOT_MIN_CODES = 50_000  # from this many distinct codes the fill goes through the pivot index (pivots.py)...
+PIVOT_SCAN_SHARE = 2      # ...for each query whose lists hold under half of the codes; the others are scanned
+PIVOT_STEP = 2            # the pivot fill widens a query's radius by this much until it holds k items
 STRATEGIES = ("auto", "ball", "mih", "scan")
 
 
@@ -59,6 +63,7 @@ class Searcher:
         self._masks: dict[int, np.ndarray] = {}
         self._mih: MultiIndex | None = None
         self._scan: CodeScan | None = None
+        self._pivots: PivotIndex | None = None
 
     @property
     def multi_index(self) -> MultiIndex:
@@ -74,13 +79,29 @@ class Searcher:
             self._scan = CodeScan(self.buckets.distinct_codes(), self.bits)
         return self._scan
 
+    @property
+    def pivots(self) -> PivotIndex:
+        """The pivot index over the distinct codes (the fill of long codes), built on first use."""
+        if self._pivots is None:
+            self._pivots = PivotIndex(self.buckets.keys, self.bits)
+        return self._pivots
+
+    def build(self) -> None:
+        """Build now every structure that searches of this table may use (each is otherwise built on
+        the first search that needs it): benchmarks time searches, not construction."""
+        if self.buckets.n_buckets:
+            self.code_scan  # noqa: B018
+            if 32 < self.bits <= 64 and self.buckets.n_buckets >= MIH_MIN_CODES:  # as `plan` uses it
+                self.multi_index  # noqa: B018
+            if self.bits <= 64 and self.buckets.n_buckets >= PIVOT_MIN_CODES:
+                self.pivots  # noqa: B018
+
     def nbytes(self) -> int:
         """Bytes held by the search structures built so far (the bucket table included)."""
         total = self.buckets.nbytes() + sum(m.nbytes for m in self._masks.values())
-        if self._scan is not None:
-            total += self._scan.nbytes()
-        if self._mih is not None:
-            total += self._mih.nbytes()
+        for built in (self._scan, self._mih, self._pivots):
+            if built is not None:
+                total += built.nbytes()
         return total
 
     def masks(self, d: int) -> np.ndarray:
@@ -162,8 +183,8 @@ class Searcher:
         results = self._ball(codes, k, ball_r) if name == "ball" else self._ball_then_mih(codes, k, ball_r)
         short = np.flatnonzero(np.diff(results.lims) < k)
         if len(short) and len(self.buckets):
-            filled = self._fill(codes[short], k, results.searched[short], f"{name}+fill")
-            results = results.replace(short, filled)
+            fill = self._fill_pivots if self.bits <= 64 and self.buckets.n_buckets >= PIVOT_MIN_CODES else self._fill
+            results = results.replace(short, fill(codes[short], k, results.searched[short], f"{name}+fill"))
         return results
 
     def _ball(self, codes: np.ndarray, k: int, radius: int) -> "Results":
@@ -290,6 +311,40 @@ class Searcher:
             lims, d2, b2 = self.code_scan.range_search(codes[again], dw[again, -1])
             q, d, b = np.r_[q, np.repeat(again, np.diff(lims))], np.r_[d, d2], np.r_[b, b2]
         return self._from_buckets(q, d, b, nq, k, searched, strategy)
+
+
+    def _fill_pivots(self, codes: np.ndarray, k: int, searched: np.ndarray, strategy: str) -> "Results":
+        """`_fill`'s answer (the exact k nearest, hits beyond `searched` marked filled) through the pivot
+        index: every code within tau of a query, tau = searched + PIVOT_STEP, then wider by PIVOT_STEP
+        for the queries still short of k items; a query whose candidates would cost more than a scan is
+        answered by `_fill`'s scan instead."""
+        keys, nq = code_keys(codes), len(codes)
+        searched = np.asarray(searched, np.int64)
+        sizes = self.buckets.sizes()
+        tau = np.minimum(np.maximum(searched, 0) + PIVOT_STEP, self.bits)
+        pending, scan = np.arange(nq), [np.zeros(0, np.int64)]
+        parts_q, parts_b, parts_d = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+        while len(pending):
+            q, b, d, over = self.pivots.range_search(keys[pending], tau[pending],
+                                                     max_codes=self.buckets.n_buckets // PIVOT_SCAN_SHARE)
+            items = np.bincount(q, weights=sizes[b], minlength=len(pending))
+            done = (items >= k) | (tau[pending] >= self.bits)
+            done[over] = False
+            take = done[q]
+            parts_q.append(pending[q[take]])
+            parts_b.append(b[take])
+            parts_d.append(d[take])
+            scan.append(pending[over])
+            left = np.ones(len(pending), bool)
+            left[over] = False
+            pending = pending[left & ~done]
+            tau[pending] = np.minimum(tau[pending] + PIVOT_STEP, self.bits)
+        results = self._from_buckets(np.concatenate(parts_q), np.concatenate(parts_d), np.concatenate(parts_b),
+                                     nq, k, searched, strategy)
+        scan = np.sort(np.concatenate(scan))
+        if len(scan):
+            results = results.replace(scan, self._fill(codes[scan], k, searched[scan], strategy))
+        return results
 
 
 class Results(Sequence):

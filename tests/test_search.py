@@ -439,6 +439,84 @@ def test_skewed_buckets_match_brute_force_with_bounded_work(monkeypatch, bits):
             assert res.distances.tolist() == want_d[want_d <= 2].tolist()
 
 
+# --- the pivot fill ------------------------------------------------------------------------------
+@pytest.mark.parametrize("bits", (40, 64))
+def test_pivot_range_search_matches_brute_force(bits):
+    """Every code within each query's own tau, each once, whatever the pivots; queries whose lists hold
+    more than max_codes codes are left out, and the rest are still exact."""
+    from semhash.buckets import code_keys
+    from semhash.pivots import PivotIndex
+
+    rng = np.random.default_rng(bits)
+    keys = np.unique(code_keys(clustered_codes(rng, 3000, bits, n_centers=12, flip_p=3 / bits)))
+    queries = np.concatenate([keys[:5], code_keys(clustered_codes(rng, 15, bits, n_centers=3, flip_p=0.1))])
+    tau = rng.integers(0, bits // 3, size=len(queries))
+    want = [set(np.flatnonzero(np.unpackbits((keys ^ q).view(np.uint8)).reshape(-1, 64).sum(1) <= t).tolist())
+            for q, t in zip(queries, tau)]
+    for n_pivots, band in ((1, 2), (7, 1), (60, 2), (60, 65)):
+        index = PivotIndex(keys, bits, n_pivots=n_pivots, band=band)
+        assert index.cell_sizes.sum() == len(keys) and len(index.pivots) == n_pivots
+        q, b, d, over = index.range_search(queries, tau)
+        assert len(over) == 0 and np.all(np.diff(q) >= 0)
+        for i in range(len(queries)):
+            got = b[q == i]
+            assert len(set(got.tolist())) == len(got) and set(got.tolist()) == want[i], (n_pivots, i)
+            assert np.array_equal(d[q == i], np.unpackbits((keys[got] ^ queries[i]).view(np.uint8))
+                                  .reshape(-1, 64).sum(1))
+        # the codes of the lists (a pivot's codes at distances band * j .. band * j + band - 1 from it)
+        # that each query must scan, by the triangle inequality
+        p = np.unpackbits((queries[:, None] ^ index.pivots[None, :]).view(np.uint8), axis=-1) \
+            .reshape(len(queries), n_pivots, 64).sum(-1).astype(int)
+        tau = tau.astype(int)
+        sizes = index.cell_sizes.reshape(n_pivots, -1)
+        listed = np.array([sum(sizes[j, int(max(p[i, j] - tau[i], index.lo[j])) // band:
+                                     int(min(p[i, j] + tau[i], index.hi[j])) // band + 1].sum()
+                               for j in range(n_pivots) if max(p[i, j] - tau[i], index.lo[j]) <=
+                               min(p[i, j] + tau[i], index.hi[j]))
+                           for i in range(len(queries))])
+        assert all(listed[i] >= len(want[i]) for i in range(len(queries)))
+        limit = int(np.median(listed))
+        q, b, d, over = index.range_search(queries, tau, max_codes=limit)
+        assert over.tolist() == np.flatnonzero(listed > limit).tolist()
+        for i in range(len(queries)):
+            assert set(b[q == i].tolist()) == (set() if i in over else want[i])
+
+
+@pytest.mark.parametrize("bits", (48, 64))
+@pytest.mark.parametrize("scan_share", (2, 10**9))
+def test_the_pivot_fill_answers_as_brute_force(monkeypatch, bits, scan_share):
+    """The fill through pivots (every collection size here; with scan_share 10**9 no query's lists
+    are cheap enough, so each falls back to the scan) gives the brute-force k nearest, skewed
+    buckets included."""
+    import semhash.pivots
+    import semhash.search as search_mod
+
+    monkeypatch.setattr(search_mod, "PIVOT_MIN_CODES", 0)
+    monkeypatch.setattr(search_mod, "PIVOT_SCAN_SHARE", scan_share)
+    calls = []
+    real = semhash.pivots.PivotIndex.range_search
+    monkeypatch.setattr(semhash.pivots.PivotIndex, "range_search",
+                        lambda self, *a, **kw: calls.append(1) or real(self, *a, **kw))
+    rng = np.random.default_rng(bits + scan_share % 7)
+    items = np.concatenate([np.repeat(random_codes(rng, 2, bits), [900, 400], axis=0),
+                            clustered_codes(rng, 2500, bits, n_centers=25, flip_p=3 / bits)])
+    queries = np.concatenate([items[:3], clustered_codes(rng, 12, bits, n_centers=4, flip_p=0.15),
+                              random_codes(rng, 5, bits)])
+    row_ids = rng.permutation(len(items) * 2)[:len(items)].astype(np.int64)
+    searcher = make_searcher(row_ids, items, bits)
+    dist = hamming(queries, items)
+    for strategy in ("ball", "mih", "auto"):
+        for k in (1, 10, 150):
+            results = searcher.search(queries, k=k, radius=1, strategy=strategy)
+            assert any(r.strategy.endswith("+fill") for r in results)
+            for qi, res in enumerate(results):
+                want_rows, want_d = brute(dist[qi], row_ids, items)
+                assert res.row_ids.tolist() == want_rows[:k].tolist(), (strategy, k, qi)
+                assert res.distances.tolist() == want_d[:k].tolist()
+                assert res.filled.tolist() == (res.distances > res.searched_radius).tolist()
+    assert calls
+
+
 def test_k_beyond_every_item_and_beyond_int64():
     """k larger than the collection (even past int64) is every item, in order, with no overflow; the
     fill's scan is asked in blocks, and the answer does not change with the block size."""
