@@ -8,7 +8,8 @@ probability --flip), so buckets are as uneven as in real use; queries are other 
 flips. For each code length it times, in one run:
 - radius mode (every item within distance r): semhash vs FAISS IndexBinaryHash(nflip=r);
 - k-nearest mode (exact, ties by code then row id): semhash vs FAISS IndexBinaryFlat;
-- k-nearest latency at 10,000 items vs the full size;
+- k-nearest latency at 10,000 items vs the full size (each the median of --repeats timings, taken in
+  turn);
 and checks the answers against brute force (FAISS's flat range search, with ties sorted): all of
 semhash's k-nearest distances, and the first 200 queries' full radius answers of both methods.
 """
@@ -63,7 +64,7 @@ def skewed_codes(bits: int, n: int, n_codes: int, rng: np.random.Generator) -> n
 
 
 def run(codes: np.ndarray, n: int, nq: int, k: int, r: int, flip: float, seed: int, radius_mode: bool = True,
-        label: str = "") -> list[tuple]:
+        label: str = "", repeats: int = 3) -> list[tuple]:
     rng = np.random.default_rng(seed)
     bits = codes.shape[1] * 8
     split = len(codes) * 6 // 7
@@ -84,19 +85,23 @@ def run(codes: np.ndarray, n: int, nq: int, k: int, r: int, flip: float, seed: i
     if radius_mode:
         rows += radius_rows(searcher, flat, hashidx, db, queries, r, bits_label)
 
-    # k-nearest mode: the flat arrays of every answer are built in the timing
-    res, t_ours = timed(lambda: _flat(searcher.search(queries, k=k, radius=bits)))
+    # k-nearest mode: the flat arrays of every answer are built in the timing; the full size and 10,000
+    # items are timed in turn, `repeats` times each, and the medians kept (this machine's speed drifts
+    # by tens of percent within minutes, which a single pair of timings takes for growth)
+    small = Searcher(BucketTable.build(ids[:10000], db[:10000]), bits)
+    small.build()
+    t_full, t_few = [], []
+    for _ in range(repeats):
+        res, t = timed(lambda: _flat(searcher.search(queries, k=k, radius=bits)))
+        t_full.append(t)
+        t_few.append(timed(lambda: _flat(small.search(queries, k=k, radius=bits)))[1])
+    t_ours, t_small = float(np.median(t_full)), float(np.median(t_few))
     (dflat, _), t_flat = timed(flat.search, queries, k)
     ok = all(np.array_equal(x.distances, dflat[j]) for j, x in enumerate(res))
     strategies = {x.strategy for x in res}
     rows.append((bits_label, f"kNN k={k}", "semhash", nq / t_ours, t_ours / nq * 1e6, ok, ",".join(sorted(strategies))))
     rows.append((bits_label, f"kNN k={k}", "FAISS IndexBinaryFlat", nq / t_flat, t_flat / nq * 1e6, True,
                  f"semhash {t_flat / t_ours:.1f}x"))
-
-    # latency growth with collection size
-    small = Searcher(BucketTable.build(ids[:10000], db[:10000]), bits)
-    small.build()
-    _, t_small = timed(lambda: _flat(small.search(queries, k=k, radius=bits)))
     rows.append((bits_label, f"kNN k={k}", "semhash @10k items", nq / t_small, t_small / nq * 1e6, True,
                  f"latency x{t_ours / t_small:.2f} from 10k to {n:,}"))
     return rows
@@ -141,16 +146,18 @@ def main() -> None:
     ap.add_argument("--radius", type=int, default=2)
     ap.add_argument("--flip", type=float, default=0.02, help="per-bit flip probability of a replica")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="k-nearest timings per size (medians reported)")
     args = ap.parse_args()
     print("| bits | mode | method | queries/s | µs/query | agrees with brute force | notes |")
     print("|---|---|---|---|---|---|---|")
     for path in args.codes:
-        emit(run(np.load(path), args.items, args.queries, args.k, args.radius, args.flip, args.seed))
+        emit(run(np.load(path), args.items, args.queries, args.k, args.radius, args.flip, args.seed,
+                 repeats=args.repeats))
     for bits in args.skewed:
         # radius mode is left out: a quarter of the items share one code, so answers run to 10^9 hits
         codes = skewed_codes(bits, 7 * 50_000, 50_000, np.random.default_rng(args.seed))
         emit(run(codes, args.items, args.queries, args.skewed_k, args.radius, 0.0, args.seed, radius_mode=False,
-                 label=" skewed"))
+                 label=" skewed", repeats=args.repeats))
 
 
 def emit(rows: list[tuple]) -> None:
