@@ -1,80 +1,136 @@
-"""Autoencoder variants against ITQ on Fashion-MNIST, one variant per run: the ablation table of the README.
+"""The autoencoder family, one option at a time, against the default autoencoder and ITQ: a markdown table.
 
-    python scripts/prepare_fashion_mnist.py -o fashion-mnist
-    python scripts/ablate_ae.py fashion-mnist --bits 32                                   # the defaults
-    python scripts/ablate_ae.py fashion-mnist --bits 32 neighbors=0.1 temperature=0       # a variant
-    python scripts/ablate_ae.py fashion-mnist --bits 32 --method itq                      # the baseline
+    python scripts/ablate_ae.py                                   # Fashion-MNIST from ./fashion-mnist, 32 bits
+    python scripts/ablate_ae.py --fm DIR --seeds 0,1,2 --variants baseline,denoising
+    python scripts/ablate_ae.py --dataset debian --corpus data/debian.jsonl   # labels = section
 
-Database = the 60,000 training images, queries = the 10,000 test images, relevance = same class,
-ranking by Hamming distance (semhash.evaluate; ties by database index, and tie-averaged). KEY=VALUE
-arguments override TrainConfig fields (epochs, noise, balance, decorrelation, neighbors,
-n_neighbors, temperature, ...) or the encoder (hidden=512,256, dropout=0.1). Prints one JSON line
-and appends it to --log.
+Fashion-MNIST: database = the 60,000 training images (DIR/train.npz), queries = the 10,000 test images
+(DIR/test.npz), semhash .npz corpora with pixels in [0, 1] (as scripts/bench_quality.py load_fmnist scales
+them). Debian: a JSONL corpus labelled by section, 2,000 queries drawn from it (run_evaluation's seeded
+split). Every run goes through semhash.evalrun.run_evaluation (methods ["ae"] or ["itq"], one code length,
+one seed): mAP and P@100 ranked by Hamming distance, ties in index order. Each variant changes the
+defaults in the one way listed in VARIANTS (strengths picked once, not tuned on the queries); every row is
+the mean ± std over the seeds. Runs go seed by seed (every variant at seed 0, then at seed 1, ...), so
+that a run cut short still covers every variant. Progress on stderr, one JSON line per run appended to
+--log; a run already in the log (same dataset, bits, variant, options, seed, threads) is not run again, and
+--table-only prints the table of what the log holds.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from semhash.evaluate import code_diagnostics, evaluate_hamming
-from semhash.evalrun import make_hasher
-from semhash.hashers.train import TrainConfig
+from semhash.corpus import Corpus
+from semhash.evalrun import run_evaluation
+
+# name -> the autoencoder options it changes (everything else at the defaults)
+VARIANTS: dict[str, dict] = {
+    "baseline": {},
+    "denoising": {"corruption": 0.2},                       # 20% of the input entries zeroed in training
+    "sparse": {"sparsity": 1.0, "sparsity_target": 0.3},     # each unit's mean activation pulled toward 0.3
+    "contractive": {"contractive": 0.03},                   # about 10% of the reconstruction loss at the start
+    "variational": {"variational": 0.1, "noise": 0.0},      # Bernoulli codes take the place of the logit noise
+    "deeper": {"hidden": [256, 256]},                       # two hidden layers of the default width
+}
 
 
-def build(method: str, bits: int, overrides: list[str], seed: int):
-    """The hasher, through the same factory as `semhash eval` (KEY=VALUE strings typed here)."""
-    defaults = TrainConfig()
-    options = {}
-    for item in overrides:
-        key, value = item.split("=", 1)
-        if key == "hidden":
-            options[key] = [int(x) for x in value.split(",")]
-        elif hasattr(defaults, key):
-            default = getattr(defaults, key)
-            options[key] = float(value) if default is None else type(default)(value)
-        else:
-            options[key] = float(value)  # dropout
-    return make_hasher(method, bits, seed=seed, ae_options=options)
+def load(args) -> tuple:
+    """(database, queries or None, query_count or None) for run_evaluation."""
+    if args.dataset == "fm":
+        db, q = Corpus(args.fm / "train.npz").read_all(), Corpus(args.fm / "test.npz").read_all()
+        if db.vectors.max() > 1.0 or q.vectors.max() > 1.0:  # raw 0-255 pixels: scale as load_fmnist does
+            db.vectors, q.vectors = db.vectors / np.float32(255.0), q.vectors / np.float32(255.0)
+        return db, q, None
+    if args.corpus is None:
+        sys.exit("error: --dataset debian needs --corpus FILE (a JSONL corpus labelled by section)")
+    return Corpus(args.corpus).read_all(), None, args.query_count
+
+
+def one_run(method: str, options: dict, seed: int, data: tuple, args) -> dict:
+    """Train and score one hasher; the figures of one table cell."""
+    db, queries, query_count = data
+    extra = {"neighbour_k": None} if "neighbour_k" in inspect.signature(run_evaluation).parameters else {}
+    report = run_evaluation(db, queries, query_count=query_count, methods=[method], bits=[args.bits], seed=seed,
+                            ae_options={**options, "threads": args.threads, "device": "cpu"},
+                            knn_ceiling=False, **extra)
+    r = report["results"][0]
+    return {"map": r["metrics"]["map"], "p100": r["metrics"]["precision_at_100"], "seconds": r["train_seconds"],
+            "epochs": (r.get("history") or {}).get("epochs_run")}
+
+
+def logged(path: Path) -> dict:
+    """The runs of the log, by their key."""
+    runs = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                runs[key(row)] = row
+    return runs
+
+
+def key(row: dict) -> str:
+    return json.dumps([row["dataset"], row["bits"], row["variant"], row["options"], row["seed"], row.get("threads")])
+
+
+def mean_std(values: list[float], digits: int = 4) -> str:
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.{digits}f}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", type=Path, help="folder with train.npz and test.npz (prepare_fashion_mnist.py)")
-    ap.add_argument("overrides", nargs="*", help="KEY=VALUE training settings")
+    ap.add_argument("--dataset", choices=["fm", "debian"], default="fm")
+    ap.add_argument("--fm", type=Path, default=Path("fashion-mnist"), help="folder with train.npz and test.npz (scripts/prepare_fashion_mnist.py -o DIR)")
+    ap.add_argument("--corpus", type=Path, help="debian: the JSONL corpus (labels = section)")
+    ap.add_argument("--query-count", type=int, default=2000, help="debian: queries drawn from the corpus")
     ap.add_argument("--bits", type=int, default=32)
-    ap.add_argument("--method", default="ae", help="ae, itq, pca or lsh")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    ap.add_argument("--no-itq", action="store_true", help="skip the ITQ row")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the figures depend on it: float sums)")
     ap.add_argument("--log", type=Path, default=Path("ablate_ae.jsonl"))
-    args = ap.parse_intermixed_args()
+    ap.add_argument("--table-only", action="store_true", help="run nothing: the table of the runs in --log")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        sys.exit(f"error: unknown variant {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(args.threads)
-    train, test = np.load(args.data / "train.npz"), np.load(args.data / "test.npz")
-    X, Q = train["vectors"].astype(np.float32), test["vectors"].astype(np.float32)
-    hasher = build(args.method, args.bits, args.overrides, args.seed)
-    started = time.time()
-    hasher.fit(X, "unit", progress=False)
-    seconds = time.time() - started
-    ev = evaluate_hamming(hasher.encode(Q), hasher.encode(X), test["labels"], train["labels"], k=100,
-                          query_logits=hasher.logits(Q))
-    row = {"method": args.method, "bits": args.bits, "settings": args.overrides, "train_seconds": round(seconds, 1),
-           "map": round(ev.mean_average_precision("index"), 4),
-           "map_tie_avg": round(ev.mean_average_precision("average"), 4),
-           "precision_at_100": round(ev.precision(100, "index"), 4),
-           "precision_at_100_tie_avg": round(ev.precision(100, "average"), 4),
-           "distinct_codes": code_diagnostics(hasher.encode(X))["distinct_codes"]}
-    if ev.average_precision_confidence is not None:  # ties broken by the query's per-bit confidence
-        row.update(map_confidence=round(ev.mean_average_precision("confidence"), 4),
-                   precision_at_100_confidence=round(ev.precision(100, "confidence"), 4))
-    if getattr(hasher, "history", None):
-        row["epochs_run"] = hasher.history.get("epochs_run")
-    print(json.dumps(row))
-    with open(args.log, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    rows = [(name, "ae", VARIANTS[name]) for name in names] + ([] if args.no_itq else [("itq", "itq", {})])
+    done = logged(args.log)
+    data = None
+    for seed in seeds:
+        for name, method, options in rows:
+            line = {"dataset": args.dataset, "bits": args.bits, "variant": name, "options": options, "seed": seed,
+                    "threads": args.threads}
+            if args.table_only or key(line) in done:
+                continue
+            data = data or load(args)
+            started = time.time()
+            line.update(one_run(method, options, seed, data, args), wall_seconds=round(time.time() - started, 1))
+            done[key(line)] = line
+            print(json.dumps(line), file=sys.stderr, flush=True)
+            with open(args.log, "a") as fh:
+                fh.write(json.dumps(line) + "\n")
+    print(f"\n{args.dataset}, {args.bits} bits, seeds {args.seeds}, {args.threads} torch thread(s)\n")
+    print("| variant | options | seeds | mAP | P@100 | train s |")
+    print("|---|---|---|---|---|---|")
+    for name, _, options in rows:
+        runs = [r for r in (done.get(key({"dataset": args.dataset, "bits": args.bits, "variant": name,
+                                          "options": options, "seed": s, "threads": args.threads})) for s in seeds) if r]
+        if not runs:
+            continue
+        opts = ", ".join(f"{k}={v}" for k, v in options.items()) or "(defaults)"
+        print(f"| {name} | {opts} | {','.join(str(r['seed']) for r in runs)} | {mean_std([r['map'] for r in runs])} "
+              f"| {mean_std([r['p100'] for r in runs])} | {mean_std([r['seconds'] for r in runs], 1)} |")
 
 
 if __name__ == "__main__":

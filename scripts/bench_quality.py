@@ -21,6 +21,14 @@ Datasets (relevance = same label; every method is scored on the same split, with
 Everything goes through `semhash.evalrun.run_evaluation`, the driver of `semhash eval`. Prints one
 markdown table per dataset on stdout (progress on stderr) and writes all figures, curves and timings as
 JSON to --out-json after each dataset.
+
+Protocol: with --seeds 0,1,2 every method runs once per seed (the hashers' seeds, and for Debian the query
+split too) and the table gives mean ± std over the seeds. A setting may be chosen per seed with --tune
+NAME=V1,V2,... (an autoencoder option, e.g. diffusion_time=10,30,100): each value is scored on a
+validation split drawn from the database (--tune-queries items, a seed of its own; never the reported
+queries), and the best mAP's value is used for that seed's reported run. Neighbour recall (R@10, and
+re-ranking the codes' top 100 and 1,000 by cosine) is scored for every code, with the sign of every
+centred feature dimension as the reference (dense features).
 """
 from __future__ import annotations
 
@@ -42,8 +50,8 @@ sys.path.insert(0, str(SCRIPTS))
 
 from semhash.corpus import Corpus  # noqa: E402
 from semhash.errors import SemhashError  # noqa: E402
-from semhash.evalrun import (batch_from_arrays, format_table, parse_bits, parse_methods,  # noqa: E402
-                             run_evaluation)
+from semhash.evalrun import (NEIGHBOUR_CANDIDATES, batch_from_arrays, format_table, parse_bits,  # noqa: E402
+                             parse_methods, run_evaluation, split_queries)
 
 DATASETS = ("fmnist", "debian")
 TRANSLATIONS = "/var/lib/apt/lists/*Translation-en*"
@@ -77,12 +85,70 @@ def build_debian(path: Path) -> str:
     return res.stderr.strip()
 
 
+def parse_tune(spec: str | None) -> tuple[str, list] | None:
+    """"name=v1,v2,..." -> (name, [values]) with numbers parsed; None when not given."""
+    if not spec:
+        return None
+    name, _, values = spec.partition("=")
+    vals = [float(v) if any(c in v for c in ".e") else int(v) for v in values.split(",") if v.strip()]
+    if not name.strip() or not vals:
+        raise SemhashError(f"--tune takes NAME=V1,V2,..., got {spec!r}")
+    return name.strip(), vals
+
+
+def tune(db, name: str, values: list, seed: int, n_val: int, ae_options: dict, bits, say) -> tuple:
+    """The value of ae option `name` whose autoencoder scores the best mAP (mean over `bits`) on a
+    validation split of the database: (best value, {value: mAP})."""
+    train, val = split_queries(db, n_val, seed + 10_000, "the database")
+    scores = {}
+    for v in values:
+        rep = run_evaluation(train, val, methods=("ae",), bits=bits, seed=seed, knn_ceiling=False, neighbour_k=None,
+                             ae_options={**ae_options, name: v}, log=None)
+        scores[v] = float(np.mean([r["metrics"]["map"] for r in rep["results"]]))
+        say(f"  tune seed {seed}: {name}={v}: validation mAP {scores[v]:.4f}")
+    return max(values, key=lambda v: scores[v]), scores
+
+
+def aggregate_table(reports: list[dict]) -> str:
+    """One markdown table, mean ± std over the seeds' reports (same methods and bits in each)."""
+    k, nk = reports[0]["settings"]["k"], reports[0]["settings"].get("neighbour_k")
+    recall = ([f"recall_at_{nk}"] + [f"recall_at_{nk}_rerank_{n}" for n in NEIGHBOUR_CANDIDATES if n]) if nk else []
+    cols = ["map", f"precision_at_{k}"] + recall
+    names = ["mAP", f"P@{k}"] + (([f"R@{nk}"] + [f"R@{nk}/{n}" for n in NEIGHBOUR_CANDIDATES if n]) if nk else [])
+
+    def cell(values):
+        values = [v for v in values if v is not None]
+        if not values:
+            return "-"
+        return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+
+    lines = ["| method | bits | " + " | ".join(names) + " | train-s |",
+             "|---|---:|" + "---:|" * (len(names) + 1)]
+    for i, res in enumerate(reports[0]["results"]):
+        per = [r["results"][i] for r in reports]
+        lines.append(f"| {res['method']} | {res['bits']} | " + " | ".join(cell([p["metrics"].get(c) for p in per])
+                                                                         for c in cols)
+                     + f" | {np.mean([p['train_seconds'] for p in per]):.1f} |")
+    if reports[0].get("sign_reference") and recall:
+        sign = [r["sign_reference"]["metrics"] for r in reports]
+        lines.append(f"| sign | {reports[0]['sign_reference']['bits']} | - | - | "
+                     + " | ".join(cell([m.get(c) for m in sign]) for c in recall) + " | - |")
+    if reports[0].get("feature_knn"):
+        lines.append("| float-knn | - | - | " + cell([r["feature_knn"]["precision"] for r in reports]) + " | "
+                     + " | ".join("-" for _ in recall) + (" | " if recall else "") + "- |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="fmnist,debian", help="comma-separated: fmnist, debian")
     ap.add_argument("--bits", default="16,32,64", help="comma-separated code lengths")
     ap.add_argument("--methods", default="ae,itq,pca,lsh", help="comma-separated: ae, itq, pca, lsh")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the Debian query split and of every hasher")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds (of the Debian query split and of every "
+                                                 "hasher); the table gives mean ± std over them")
+    ap.add_argument("--tune", default=None, metavar="NAME=V1,V2,...",
+                    help="choose this autoencoder option per seed on a validation split of the database")
+    ap.add_argument("--tune-queries", type=int, default=2000, help="validation queries for --tune")
     ap.add_argument("-k", type=int, default=100, help="precision@k cut-off")
     ap.add_argument("--epochs", type=int, default=None, help="autoencoder epochs (default: the trainer's)")
     ap.add_argument("--device", default=None, help="autoencoder device: auto, cpu, cuda, mps (default: auto)")
@@ -100,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
             if d not in DATASETS:
                 raise SemhashError(f"unknown dataset {d!r}; choose from: {', '.join(DATASETS)}")
         methods, bits = parse_methods(args.methods), parse_bits(args.bits)
-    except SemhashError as e:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        tuning = parse_tune(args.tune)
+        if not seeds:
+            raise SemhashError("--seeds needs at least one seed")
+    except (SemhashError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     say = (lambda _m: None) if args.quiet else log
@@ -126,25 +196,44 @@ def main(argv: list[str] | None = None) -> int:
                     info["built"] = build_debian(path)
                     say(info["built"])
                 db, queries, query_count = Corpus(path).read_all(), None, args.debian_queries
-            try:
-                report = run_evaluation(db, queries, query_count=query_count, methods=methods, bits=bits, k=args.k,
-                                        seed=args.seed, ae_options=ae_options, name=name, log=say,
-                                        progress=not args.quiet)
-            except SemhashError as e:
-                print(f"error: {name}: {e}", file=sys.stderr)
-                return 1
-            report["dataset"].update(info)
-            report["wall_seconds"] = round(time.perf_counter() - started, 1)
-            out["datasets"][name] = report
+            reports = []
+            for seed in seeds:
+                options, chosen = dict(ae_options), None
+                try:
+                    if tuning and "ae" in methods:
+                        base = db if query_count is None else split_queries(db, query_count, seed, str(name))[0]
+                        value, scores = tune(base, *tuning, seed, args.tune_queries, ae_options, bits, say)
+                        options[tuning[0]] = value
+                        chosen = {"option": tuning[0], "value": value, "validation_map": scores}
+                        say(f"  seed {seed}: {tuning[0]}={value} chosen on the validation split")
+                    report = run_evaluation(db, queries, query_count=query_count, methods=methods, bits=bits,
+                                            k=args.k, seed=seed, ae_options=options, name=name, log=say,
+                                            progress=not args.quiet)
+                except SemhashError as e:
+                    print(f"error: {name}: {e}", file=sys.stderr)
+                    return 1
+                report["dataset"].update(info)
+                report["tuned"] = chosen
+                reports.append(report)
+                if len(seeds) > 1:
+                    print(f"\n#### {name}, seed {seed}\n\n{format_table(report, markdown=True)}", flush=True)
+            wall = round(time.perf_counter() - started, 1)
+            out["datasets"][name] = {"seeds": seeds, "wall_seconds": wall, "reports": reports}
             Path(args.out_json).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-            ds = report["dataset"]
-            ceiling = report["feature_knn"]
+            ds = reports[0]["dataset"]
+            ceiling = reports[0]["feature_knn"]
             print(f"\n### {name}: {ds['database']:,} database items, {ds['queries']:,} queries, {ds['labels']} labels, "
-                  f"{ds['feature_dim']:,} feature dimensions; seed {args.seed}; "
-                  f"{report['wall_seconds']:.0f} s in all\n")
-            print(format_table(report, markdown=True))
-            print(f"\nfloat-knn: exact kNN on the features ({ceiling['metric']}); random: a random ranking. "
-                  f"Ties at equal Hamming distance by index; (avg): expected over tie orderings.", flush=True)
+                  f"{ds['feature_dim']:,} feature dimensions; seeds {', '.join(map(str, seeds))}; "
+                  f"{wall:.0f} s in all\n")
+            print(aggregate_table(reports) if len(seeds) > 1 else format_table(reports[0], markdown=True))
+            if tuning:
+                print("\ntuned on a validation split of the database: "
+                      + ", ".join(f"seed {s}: {r['tuned']['option']}={r['tuned']['value']}" for s, r in zip(seeds, reports)
+                                  if r["tuned"]))
+            print(f"\nfloat-knn: exact kNN on the features ({ceiling['metric']}); sign: one bit per centred feature "
+                  f"dimension; random: a random ranking. Ties at equal Hamming distance by index"
+                  f"{'; mean ± std over the seeds' if len(seeds) > 1 else '; (avg): expected over tie orderings'}.",
+                  flush=True)
     say(f"Wrote {args.out_json}")
     return 0
 

@@ -80,6 +80,38 @@ def _log(msg: str, quiet: bool = False) -> None:
         click.echo(msg, err=True)
 
 
+def autoencoder_family_options(defaults: bool = True) -> list:
+    """The autoencoder family's options (denoising, sparse, contractive, variational), all off by default;
+    shared by train, index and eval. With defaults=False they default to None ("the trainer's default")."""
+    def d(value):
+        return value if defaults else None
+    return [
+        click.option("--corruption", default=d(0.0), type=float, show_default=defaults,
+                     help="Denoising: share of input entries zeroed in training (texts: word dropout; 0: off)."),
+        click.option("--input-noise", default=d(0.0), type=float, show_default=defaults,
+                     help="Denoising: std of Gaussian noise added to dense input vectors in training (0: off)."),
+        click.option("--sparsity", default=d(0.0), type=float, show_default=defaults,
+                     help="Sparse: weight of the KL penalty that keeps each code unit's mean activation near "
+                          "--sparsity-target (0: off)."),
+        click.option("--sparsity-target", default=d(0.5), type=float, show_default=defaults,
+                     help="Sparse: the mean activation of each code unit the sparsity penalty pulls toward."),
+        click.option("--contractive", default=d(0.0), type=float, show_default=defaults,
+                     help="Contractive: weight of the code layer's squared Jacobian norm (0: off)."),
+        click.option("--variational", default=d(0.0), type=float, show_default=defaults,
+                     help="Variational: > 0 samples Bernoulli codes in training, with this weight on their KL to a "
+                          "Bernoulli(0.5) prior (0: off)."),
+    ]
+
+
+def with_options(opts: list):
+    """A decorator applying click options in the order listed."""
+    def apply(fn):
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+    return apply
+
+
 def training_options(fn):
     """Options shared by every command that may train a model."""
     opts = [
@@ -104,6 +136,7 @@ def training_options(fn):
         click.option("--diffusion-time", default=None, type=float,
                      help="Diffusion term: steps of the random walk; more = coarser, more class-like bits  "
                           "[default: 10 for texts, 100 for vectors]."),
+        *autoencoder_family_options(),
         click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]),
                      help="Where to train: auto picks CUDA, then Apple MPS, then the CPU."),
         click.option("--seed", default=0, show_default=True, help="Random seed (CPU runs are reproducible)."),
@@ -120,9 +153,7 @@ def training_options(fn):
                      help="Fit on a seeded uniform sample of this many records (read in one pass, at most this "
                           "many in memory); 0: every record."),
     ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
+    return with_options(opts)(fn)
 
 
 def parse_hidden(hidden: str) -> list[int]:
@@ -418,22 +449,31 @@ def serve(index_dir: str, host: str, port: int, workers: int, threads: int, api_
 @click.option("--max-features", default=10000, show_default=True, help="Vocabulary size for text corpora.")
 @click.option("--standardize/--no-standardize", default=False, show_default=True,
               help="Standardize dense vectors before hashing.")
+@click.option("--neighbour-k", default=10, show_default=True,
+              help="Neighbour recall: recall@N of the exact cosine top-N on the features, by the codes alone and "
+                   "re-ranking their top 100 and 1,000 (R@N, R@N/100, R@N/1000); 0 skips it.")
 @click.option("--json", "json_path", default=None, help="Also write every figure (and the curves) to this JSON file.")
 @click.option("--plot", "plot_path", default=None,
               help="Draw precision-recall and precision@k curves into this image (needs matplotlib).")
 @click.option("--force", is_flag=True, help="Replace the --json and --plot files if they exist (regular files only).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or log lines on stderr.")
+@with_options(autoencoder_family_options(defaults=False))
 @_fail_cleanly
 def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, methods: str, bits_list: str, k: int,
              seed: int, epochs: int | None, hidden: str | None, device: str | None, max_features: int,
-             standardize: bool, json_path: str | None, plot_path: str | None, force: bool, quiet: bool) -> None:
+             standardize: bool, neighbour_k: int, json_path: str | None, plot_path: str | None, force: bool,
+             quiet: bool, **family: float | None) -> None:
     """Score every method at every code length on a labelled CORPUS: one table on stdout.
 
     Each method is trained on the database part (the featurizer too), the queries are ranked against it by
     Hamming distance, and an item is relevant when it has the query's (first) label. Columns: mAP and
     precision@k with ties in index order and, beside each, the tie-averaged (expected) value; precision and
-    recall within Hamming radius 2; distinct database codes; training seconds. The float-knn row is the
-    precision@k of exact kNN on the features (a reference ceiling), the random row a random ranking's.
+    recall within Hamming radius 2; distinct database codes; training seconds; neighbour recall (R@10: the
+    share of each query's 10 nearest items by cosine on the features that the codes rank in their top 10;
+    R@10/100 and R@10/1000 re-rank the codes' top 100 and 1,000 by cosine). The sign row (dense features) is
+    the vector databases' binary quantization, the sign of every centred feature, one bit per dimension;
+    the float-knn row is the precision@k of exact kNN on the features (a reference ceiling), the random
+    row a random ranking's.
     """
     from .corpus import Corpus
     from .evalrun import check_plot_path, format_table, parse_bits, parse_methods, plot_report, run_evaluation
@@ -442,6 +482,8 @@ def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, met
     method_names, bits = parse_methods(methods), parse_bits(bits_list)
     if k < 1:
         raise ConfigError(f"-k must be at least 1, got {k}")
+    if neighbour_k < 0:
+        raise ConfigError(f"--neighbour-k must be 0 (none) or a positive count, got {neighbour_k}")
     if queries_path is not None and query_count is not None:
         raise ConfigError("give either --queries FILE or --query-count N, not both")
     if queries_path is None and query_count is None:
@@ -462,9 +504,9 @@ def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, met
     queries = Corpus(queries_path).read_all() if queries_path is not None else None
     report = run_evaluation(
         database, queries, query_count=query_count, methods=method_names, bits=bits, k=k, seed=seed,
-        ae_options={"epochs": epochs, "hidden": widths, "device": device},
+        ae_options={"epochs": epochs, "hidden": widths, "device": device, **family},
         feature_options={"max_features": max_features, "standardize": standardize},
-        name=corpus, source=corpus, query_source=queries_path or corpus,
+        neighbour_k=neighbour_k or None, name=corpus, source=corpus, query_source=queries_path or corpus,
         log=None if quiet else (lambda msg: _log(msg)), progress=not quiet)
     click.echo(format_table(report))
     if json_path is not None:

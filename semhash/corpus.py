@@ -96,6 +96,7 @@ class Corpus:
         self._stdin_lines: list[str] | None = None
         self._validated: tuple[int, tuple[int, int] | None] | None = None  # (record count, _stamp())
         self._first: Batch | None = None  # the first batch of the last full read
+        self._chars = 0  # characters of a text file read so far by the current pass (for progress)
 
     def batches(self) -> Iterator[Batch]:
         """Yield validated batches; raise CorpusError (with the line) at the first bad record."""
@@ -122,10 +123,16 @@ class Corpus:
                     head = fh.read(4096)
                     fh.seek(0)
                     fmt = _sniff(head.splitlines())
-                yield from _chunk(self._line_records(fmt, fh), self.batch_size, self.path)
+                self._chars = 0
+                yield from _chunk(self._line_records(fmt, self._counted(fh)), self.batch_size, self.path)
         except UnicodeDecodeError as e:
             raise CorpusError(f"not UTF-8 text ({e.reason} at byte {e.start}); convert the file to UTF-8",
                               self.path) from None
+
+    def _counted(self, lines: Iterable[str]) -> Iterator[str]:
+        for line in lines:
+            self._chars += len(line)
+            yield line
 
     def read_all(self) -> Batch:
         """The whole corpus as one batch."""
@@ -165,11 +172,20 @@ class Corpus:
             raise CorpusError(f"the sample size must be 0 (every record) or more, got {size}", self.path)
         stamp = self._stamp()
         reservoir = _Reservoir(size, seed)
-        bar = _progress(progress, "reading")
+        # a text file's bar counts its size (characters read against bytes: near enough for the ETA of
+        # mostly-ASCII text) and shows the records beside; other sources count records
+        by_size = stamp is not None and self.format not in ("npy", "npz", "stdin")
+        bar = _progress(progress, "reading", total=stamp[0] if by_size else None, unit="B" if by_size else " records")
         for batch in self.batches():
             self._first = batch if reservoir.seen == 0 else self._first
             reservoir.add(batch)
-            bar.update(len(batch))
+            if by_size:
+                bar.update(min(self._chars, bar.total) - bar.n)
+                bar.set_postfix_str(f"{reservoir.seen:,} records", refresh=False)
+            else:
+                bar.update(len(batch))
+        if by_size:
+            bar.update(bar.total - bar.n)
         bar.close()
         self._validated = (reservoir.seen, stamp)
         return reservoir.batch(), reservoir.seen
@@ -557,10 +573,11 @@ def _put(pool: Batch, slot: int, batch: Batch, row: int) -> None:
         pool.payloads[slot] = batch.payloads[row]
 
 
-def _progress(on: bool, what: str):
-    """A tqdm bar of records and their rate on stderr (disabled unless `on`)."""
+def _progress(on: bool, what: str, total: int | None = None, unit: str = " records"):
+    """A tqdm bar on stderr (disabled unless `on`): records and their rate, or with `total` a share, a rate
+    and an ETA."""
     from tqdm import tqdm
-    return tqdm(desc=what, unit=" records", unit_scale=True, leave=False, disable=not on, file=sys.stderr)
+    return tqdm(desc=what, total=total, unit=unit, unit_scale=True, leave=False, disable=not on, file=sys.stderr)
 
 
 def _chunk(records: Iterable[tuple[int, dict]], size: int, path: str) -> Iterator[Batch]:

@@ -173,8 +173,9 @@ class Engine:
         """Train a model on a corpus (a path or a Batch) and return an engine without an index yet.
 
         `options`: every training option of `semhash train`, by the same names (bits, hasher, epochs,
-        batch_size, lr, noise, hidden, neighbors, temperature, diffusion, diffusion_time, device, seed,
-        threads, max_features, standardize, train_sample; see semhash.hashers.options.TrainingOptions).
+        batch_size, lr, noise, hidden, neighbors, temperature, diffusion, diffusion_time, corruption,
+        input_noise, sparsity, sparsity_target, contractive, variational, device, seed, threads,
+        max_features, standardize, train_sample; see semhash.hashers.options.TrainingOptions).
         From a path, the model is fitted on a seeded sample of `train_sample` records (default 100,000)."""
         opts = TrainingOptions.of(**options)
         h = opts.make_hasher()  # bad options fail before the corpus is read

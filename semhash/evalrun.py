@@ -30,11 +30,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from .codes import check_bits, pack
 from .corpus import Batch
 from .errors import ConfigError, CorpusError
-from .evaluate import (code_diagnostics, evaluate_hamming, feature_knn_precision, tie_averaged_average_precision)
+from .evaluate import (code_diagnostics, evaluate_hamming, feature_knn_precision, neighbour_recalls, sign_codes,
+                       tie_averaged_average_precision)
 from .fsutil import atomic_file
 from .hashers import HASHERS
 
@@ -42,6 +44,7 @@ DEFAULT_METHODS = HASHERS  # ae, itq, pca, lsh
 DEFAULT_BITS = (16, 32, 64)
 CURVE_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)  # the precision@k curve's cut-offs
 REPORT_FORMAT = 1
+NEIGHBOUR_CANDIDATES = (None, 100, 1000)  # neighbour recall: the codes alone, then re-ranking their top 100, 1,000
 PLOT_MISSING = "--plot needs matplotlib: pip install 'semhash[plot]'"
 
 Log = Callable[[str], None]
@@ -198,6 +201,7 @@ def evaluate_method(method: str, bits: int, X_db, X_q, db_labels: Sequence, q_la
         },
         "hasher": hasher.describe(),
         "history": getattr(hasher, "history", {}) or {},
+        "_codes": (q_codes, db_codes),  # for neighbour recall; run_evaluation takes it out
     }
     if log:
         log(f"  {method} {bits} bits: trained in {t1 - t0:.1f} s, encoded in {t2 - t1 + t3 - t2:.1f} s, "
@@ -208,7 +212,8 @@ def evaluate_method(method: str, bits: int, X_db, X_q, db_labels: Sequence, q_la
 def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count: int | None = None,
                    methods: str | Sequence[str] = DEFAULT_METHODS, bits: str | Sequence[int] = DEFAULT_BITS,
                    k: int = 100, radius: int = 2, seed: int = 0, ae_options: dict | None = None,
-                   feature_options: dict | None = None, knn_ceiling: bool = True, name: str = "",
+                   feature_options: dict | None = None, knn_ceiling: bool = True, neighbour_k: int | None = 10,
+                   name: str = "",
                    source: str = "the corpus", query_source: str = "the query file",
                    log: Log | None = None, progress: bool = False) -> dict:
     """Evaluate every method at every code length on one dataset; returns the report (JSON-ready, NaN as None).
@@ -216,10 +221,14 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
     database: a labelled Batch. queries: a labelled Batch of the same kind, or None with `query_count`
     (queries drawn from `database` by `split_queries(seed)`). feature_options: for the featurizer
     (max_features, standardize, ...). ae_options: see `make_hasher`. log: a function for progress lines;
-    progress: show the autoencoder's own progress bar. Report keys: format, dataset, settings,
-    featurize_seconds, feature_knn, chance, results (one dict per method x bits: method, bits,
-    train_seconds, encode_seconds, query_encode_seconds, eval_seconds, metrics, diagnostics, curves,
-    hasher, history)."""
+    progress: show the autoencoder's own progress bar. neighbour_k: also score each code's neighbour
+    recall, recall@neighbour_k of the exact cosine top-neighbour_k on the features (ranked by the codes
+    alone, and re-ranking their top 100 and 1,000 by cosine; metrics recall_at_K, recall_at_K_rerank_100,
+    recall_at_K_rerank_1000), with the sign of every centred feature dimension as the reference (dense
+    features only: report key sign_reference); None skips it. Report keys: format, dataset, settings,
+    featurize_seconds, feature_knn, chance, sign_reference, results (one dict per method x bits:
+    method, bits, train_seconds, encode_seconds, query_encode_seconds, eval_seconds, metrics,
+    diagnostics, curves, hasher, history)."""
     from .features import featurizer_for
 
     methods, bits = parse_methods(methods), parse_bits(bits)
@@ -271,6 +280,24 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
             results.append(evaluate_method(method, b, X_db, X_q, db_labels, q_labels, k=k, radius=radius, seed=seed,
                                            output_type=featurizer.output_type, ae_options=ae_options, log=log,
                                            progress=progress))
+    sign_reference = None
+    if neighbour_k:
+        t0 = time.perf_counter()
+        sets = {i: res.pop("_codes") for i, res in enumerate(results)}
+        dense = not sp.issparse(X_db)
+        if dense:  # the binary quantization of vector databases; centred, so that pixels or counts split too
+            centre = np.asarray(X_db, dtype=np.float32).mean(axis=0)
+            sets["sign"] = (sign_codes(np.asarray(X_q, np.float32) - centre),
+                            sign_codes(np.asarray(X_db, np.float32) - centre))
+        recalls = neighbour_recalls(X_q, X_db, sets, k=neighbour_k, candidates=NEIGHBOUR_CANDIDATES)
+        for i, res in enumerate(results):
+            res["metrics"].update(_recall_metrics(recalls[i], neighbour_k))
+        if dense:
+            sign_reference = {"bits": int(sets["sign"][1].shape[1] * 8),
+                              "metrics": _recall_metrics(recalls["sign"], neighbour_k)}
+        say(f"Neighbour recall@{neighbour_k} of every code in {time.perf_counter() - t0:.1f} s")
+    for res in results:
+        res.pop("_codes", None)
     from .model import package_versions
 
     report = {
@@ -279,16 +306,23 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
                     "queries": len(queries), "queries_from": query_from, "labels": len(set(db_labels)),
                     "feature_dim": featurizer.dim, "output_type": featurizer.output_type},
         "settings": {"methods": list(methods), "bits": list(bits), "k": k, "radius": radius, "seed": seed,
-                     "query_count": query_count, "label": "first label of each record",
+                     "query_count": query_count, "label": "first label of each record", "neighbour_k": neighbour_k,
                      "ae_options": {kk: v for kk, v in (ae_options or {}).items() if v is not None},
                      "feature_options": dict(feature_options or {})},
         "featurize_seconds": round(featurize_seconds, 3),
         "feature_knn": knn,
         "chance": chance,
+        "sign_reference": sign_reference,
         "results": results,
         "versions": package_versions(),
     }
     return jsonable(report)
+
+
+def _recall_metrics(recall: dict, k: int) -> dict:
+    """neighbour_recalls' {"codes", "rerank N"} as metrics: recall_at_K, recall_at_K_rerank_N."""
+    return {(f"recall_at_{k}" if name == "codes" else f"recall_at_{k}_rerank_{name.split()[1]}"): v
+            for name, v in recall.items()}
 
 
 def jsonable(obj):
@@ -311,8 +345,12 @@ def jsonable(obj):
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the results table: one row per method x bits, then the float kNN ceiling and chance."""
     k, r = report["settings"]["k"], report["settings"]["radius"]
+    nk = report["settings"].get("neighbour_k")
     header = ["method", "bits", "mAP", "mAP(avg)", f"P@{k}", f"P@{k}(avg)", f"r{r}-prec", f"r{r}-recall",
               "codes", "train-s"]
+    recall_keys = [f"recall_at_{nk}"] + [f"recall_at_{nk}_rerank_{n}" for n in NEIGHBOUR_CANDIDATES if n] if nk else []
+    header += ([f"R@{nk}"] + [f"R@{nk}/{n}" for n in NEIGHBOUR_CANDIDATES if n]) if nk else []
+    dash = ["-"] * len(recall_keys)
 
     def num(v, digits=4):
         return "-" if v is None else f"{v:.{digits}f}"
@@ -323,11 +361,17 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         rows.append([res["method"], str(res["bits"]), num(m["map"]), num(m["map_tie_avg"]),
                      num(m[f"precision_at_{k}"]), num(m[f"precision_at_{k}_tie_avg"]),
                      num(m[f"radius{r}_precision"]), num(m[f"radius{r}_recall"]),
-                     str(res["diagnostics"]["distinct_codes"]), num(res["train_seconds"], 1)])
+                     str(res["diagnostics"]["distinct_codes"]), num(res["train_seconds"], 1)]
+                    + [num(m.get(key)) for key in recall_keys])
+    if report.get("sign_reference") and recall_keys:
+        sign = report["sign_reference"]
+        rows.append(["sign", str(sign["bits"])] + ["-"] * 8 + [num(sign["metrics"].get(key)) for key in recall_keys])
     if report.get("feature_knn"):
-        rows.append(["float-knn", "-", "-", "-", num(report["feature_knn"]["precision"]), "-", "-", "-", "-", "-"])
+        rows.append(["float-knn", "-", "-", "-", num(report["feature_knn"]["precision"]), "-", "-", "-", "-", "-"]
+                    + dash)
     chance = report.get("chance") or {}
-    rows.append(["random", "-", num(chance.get("map")), "-", num(chance.get("precision")), "-", "-", "-", "-", "-"])
+    rows.append(["random", "-", num(chance.get("map")), "-", num(chance.get("precision")), "-", "-", "-", "-", "-"]
+                + dash)
     return header, rows
 
 

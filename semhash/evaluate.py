@@ -465,34 +465,50 @@ def neighbour_recall(query_features, db_features, query_codes: np.ndarray, db_co
     of `candidates`: None ranks by Hamming distance alone (ties in database order); N takes the
     Hamming top-N (same ties) and re-ranks those N by cosine, as a vector database rescoring binary
     candidates does. Returns {"codes": recall, "rerank N": recall, ...}."""
-    check_codes(query_codes, "query codes")
-    check_codes(db_codes, "database codes")
+    return neighbour_recalls(query_features, db_features, {"": (query_codes, db_codes)}, k, candidates,
+                             block_size)[""]
+
+
+def neighbour_recalls(query_features, db_features, codes: dict[str, tuple[np.ndarray, np.ndarray]], k: int = 10,
+                      candidates: Sequence[int | None] = (None,), block_size: int | None = None) -> dict:
+    """`neighbour_recall` of several code sets ({name: (query codes, database codes)}) in one pass over
+    the float similarities, which cost more than everything else: {name: {"codes": ..., "rerank N": ...}}."""
+    for name, (qc, dc) in codes.items():
+        check_codes(qc, "query codes")
+        check_codes(dc, "database codes")
     nq, ndb = query_features.shape[0], db_features.shape[0]
-    if not (query_codes.shape[0] == nq and db_codes.shape[0] == ndb) or ndb == 0 or k < 1:
+    if ndb == 0 or k < 1 or any(qc.shape[0] != nq or dc.shape[0] != ndb for qc, dc in codes.values()):
         raise ConfigError("need one code per feature row, a non-empty database and k >= 1")
     k = min(int(k), ndb)
     Q, D = _normalized_rows(query_features), _normalized_rows(db_features)
     if sp.issparse(Q):
         Q = Q.tocsr()
-    keys = {None if n is None else int(n) for n in candidates}
-    found = dict.fromkeys(keys, 0)
-    step = _block_rows(ndb, 1, block_size)
+    keys = sorted({None if n is None else int(n) for n in candidates}, key=lambda n: -1 if n is None else n)
+    widest = min(ndb, max(k, *(n for n in keys if n is not None))) if any(n is not None for n in keys) else k
+    found = {name: dict.fromkeys(keys, 0) for name in codes}
+    step = _block_rows(ndb, 2, block_size)
+    order_key = np.arange(ndb, dtype=np.int64)
     for start in range(0, nq, step):
         stop = min(nq, start + step)
         sims = _dot_t(Q[start:stop], D)
-        truth = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        dist = hamming_distances(query_codes[start:stop], db_codes)
-        order = np.argsort(dist, axis=1, kind="stable")  # by distance, ties in database order
         rows = np.arange(stop - start)[:, None]
-        for n in keys:
-            if n is None:
-                top = order[:, :k]
-            else:
-                pool = order[:, :max(n, k)]
-                top = pool[rows, np.argsort(-sims[rows, pool], axis=1, kind="stable")[:, :k]]
-            found[n] += sum(len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(truth, top))
-    return {("codes" if n is None else f"rerank {n}"): found[n] / (nq * k) for n in
-            sorted(keys, key=lambda n: -1 if n is None else n)}
+        truth = np.zeros(sims.shape, dtype=bool)
+        truth[rows, np.argpartition(-sims, k - 1, axis=1)[:, :k]] = True
+        for name, (qc, dc) in codes.items():
+            # the `widest` first by (Hamming distance, database order), without sorting whole rows
+            key = hamming_distances(qc[start:stop], dc).astype(np.int64) * ndb + order_key
+            part = np.argpartition(key, widest - 1, axis=1)[:, :widest] if widest < ndb else \
+                np.broadcast_to(order_key, key.shape).copy()
+            ranked = np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, axis=1), axis=1), axis=1)
+            for n in keys:
+                if n is None:
+                    top = ranked[:, :k]
+                else:
+                    pool = ranked[:, :max(n, k)]
+                    top = np.take_along_axis(pool, np.argsort(-sims[rows, pool], axis=1, kind="stable")[:, :k], axis=1)
+                found[name][n] += int(truth[rows, top].sum())
+    return {name: {("codes" if n is None else f"rerank {n}"): got[n] / (nq * k) for n in keys}
+            for name, got in found.items()}
 
 
 def sign_codes(features) -> np.ndarray:

@@ -41,10 +41,13 @@ class MultiIndex:
         self.offsets = np.cumsum([0] + self.widths[:-1]).tolist()
         ids = np.arange(len(keys), dtype=np.int64)
         self.tables = [BucketTable.from_keys(ids, self._sub(keys, j)) for j in range(self.m)]
+        # each table's codes in its own bucket order: a probe reads its candidates' codes as runs, not
+        # one gather per candidate through the bucket indices
+        self.codes = [keys[t.row_ids] for t in self.tables]
         self._masks: dict[tuple[int, int], np.ndarray] = {}
 
     def nbytes(self) -> int:
-        return sum(t.nbytes() for t in self.tables)
+        return sum(t.nbytes() for t in self.tables) + sum(c.nbytes for c in self.codes)
 
     def _sub(self, keys: np.ndarray, j: int) -> np.ndarray:
         return (keys >> np.uint64(self.offsets[j])) & np.uint64((1 << self.widths[j]) - 1)
@@ -67,7 +70,8 @@ class MultiIndex:
         first level where k items lie within its searched radius.
 
         Returns (q, bucket, distance) of every bucket within each query's searched radius (and
-        within `radius` if given), and the searched radius per query (-1 if no level ran)."""
+        within `radius` if given; with k, only as far as its first k items reach), and the searched radius
+        per query (-1 if no level ran)."""
         nq = len(qkeys)
         keep_d = self.searched(max_level) if radius is None else radius  # farther is never needed
         hist = np.zeros((nq, keep_d + 1), dtype=np.int64)  # items per (query, distance) found so far
@@ -96,20 +100,30 @@ class MultiIndex:
         if not parts_q:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), searched
         q, b, d = np.concatenate(parts_q), np.concatenate(parts_b), np.concatenate(parts_d)
-        inside = d <= searched[q]
+        cutoff = searched.copy()
+        if k is not None:
+            # a query needs no bucket beyond the distance at which its items reach k (the caller takes
+            # its first k items in (distance, code) order): fewer triples to sort
+            full = np.cumsum(hist, axis=1) >= k
+            enough = full.any(axis=1)
+            cutoff[enough] = np.minimum(cutoff[enough], full[enough].argmax(axis=1))
+        inside = d <= cutoff[q]
         return q[inside], b[inside], d[inside], searched
 
     def _probe(self, qkeys, chunk, j, level, masks, keep_d):
         """(query, bucket, distance) of the buckets first reached at substring j, this level."""
-        where, sub_bucket = self.tables[j].probe(self._sub(qkeys[chunk], j), masks)
-        cand, per = self.tables[j].expand(sub_bucket)
+        table = self.tables[j]
+        where, sub_bucket = table.probe(self._sub(qkeys[chunk], j), masks)
+        pos, per = table.spans(sub_bucket)
         # the query key of each candidate by repeating per probe, not by a gather per candidate
-        x = self.keys[cand]
+        x = self.codes[j][pos]
         x ^= np.repeat(qkeys[chunk[where // len(masks)]], per)
-        near = np.flatnonzero(popcount(x) <= keep_d)
-        x, cand = x[near], cand[near]
-        owner = np.repeat(chunk[where // len(masks)], per)[near]
-        d = popcount(x).astype(np.int64)
+        d = popcount(x)
+        near = np.flatnonzero(d <= keep_d)
+        x, d = x[near], d[near].astype(np.int64)
+        cand = table.row_ids[pos[near]]
+        # each survivor's probe: the run of candidates it falls in
+        owner = chunk[where[np.searchsorted(np.cumsum(per), near, side="right")] // len(masks)]
         # first reached here iff no earlier substring is as close and no other one is closer
         first = np.ones(len(x), dtype=bool)
         for jj in range(self.m):

@@ -525,6 +525,24 @@ def test_sample_is_seeded_uniform_in_corpus_order_and_counts_the_corpus(tmp_path
     assert np.abs(deciles - 2000).max() < 200, deciles
 
 
+def test_the_sampling_pass_shows_its_share_of_the_file_for_an_eta(tmp_path, monkeypatch):
+    """A text file's sampling bar counts the file's size (so tqdm shows a share, a rate and an ETA) and the
+    records read beside it; it ends full. Arrays and stdin count records."""
+    import semhash.corpus as corpus_mod
+
+    bars = []
+    real = corpus_mod._progress
+    monkeypatch.setattr(corpus_mod, "_progress", lambda on, what, **kw: bars.append(real(True, what, **kw)) or bars[-1])
+    path = _numbered(tmp_path, 1000)
+    Corpus(path, batch_size=64).sample(100, progress=True)
+    bar = bars[-1]
+    assert bar.total == path.stat().st_size and bar.n == bar.total and bar.unit == "B"
+    assert bar.postfix == "1,000 records"
+    np.save(tmp_path / "v.npy", np.ones((300, 4), np.float32))
+    Corpus(tmp_path / "v.npy", batch_size=64).sample(10, progress=True)
+    assert bars[-1].total is None and bars[-1].n == 300 and bars[-1].unit == " records"
+
+
 @pytest.mark.parametrize("size", [0, 1000, 5000])
 def test_sample_of_zero_or_of_the_whole_corpus_is_every_record(tmp_path, size):
     batch, total = Corpus(_numbered(tmp_path, 1000), batch_size=64).sample(size)

@@ -16,18 +16,26 @@ from semhash.evalrun import (first_labels, format_table, parse_bits, parse_metho
                              split_queries)
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "debian-sample.jsonl"
-HEADER = "method     bits     mAP  mAP(avg)   P@100  P@100(avg)  r2-prec  r2-recall  codes  train-s"
-REPORT_KEYS = ["format", "dataset", "settings", "featurize_seconds", "feature_knn", "chance", "results", "versions"]
+HEADER = ("method     bits     mAP  mAP(avg)   P@100  P@100(avg)  r2-prec  r2-recall  codes  train-s    R@10  R@10/100"
+          "  R@10/1000")
+REPORT_KEYS = ["format", "dataset", "settings", "featurize_seconds", "feature_knn", "chance", "sign_reference",
+               "results", "versions"]
+RECALL_KEYS = ["recall_at_10", "recall_at_10_rerank_100", "recall_at_10_rerank_1000"]
 RESULT_KEYS = ["method", "bits", "train_seconds", "encode_seconds", "query_encode_seconds", "eval_seconds", "metrics",
                "diagnostics", "curves", "hasher", "history"]
 METRIC_KEYS = ["queries", "database", "bits", "queries_without_relevant", "map", "precision_at_100", "map_tie_avg",
                "precision_at_100_tie_avg", "map_confidence", "precision_at_100_confidence", "radius2_empty_fraction",
-               "radius2_mean_retrieved", "radius2_precision", "radius2_precision_nonempty", "radius2_recall"]
+               "radius2_mean_retrieved", "radius2_precision", "radius2_precision_nonempty", "radius2_recall",
+               *RECALL_KEYS]
 FAST = ["--methods", "itq,pca,lsh", "--bits", "16", "-q"]
 
 
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def report_rows(result) -> list[str]:
+    return [ln.split()[0] for ln in result.stdout.splitlines()[1:]]
 
 
 def error_of(result) -> str:
@@ -115,10 +123,39 @@ def test_report_schema_and_clustered_data_beats_chance(cluster_report):
 
 def test_markdown_table(cluster_report):
     lines = format_table(cluster_report, markdown=True).splitlines()
-    assert lines[0] == "| method | bits | mAP | mAP(avg) | P@100 | P@100(avg) | r2-prec | r2-recall | codes | train-s |"
-    assert lines[1] == "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    assert lines[0] == ("| method | bits | mAP | mAP(avg) | P@100 | P@100(avg) | r2-prec | r2-recall | codes | train-s "
+                        "| R@10 | R@10/100 | R@10/1000 |")
+    assert lines[1] == "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     assert lines[2].startswith("| itq | 16 | ") and lines[-2].startswith("| float-knn | - | - | - | ")
-    assert len(lines) == 2 + 6 + 2
+    assert lines[-3].startswith("| sign | 40 | - | ")
+    assert len(lines) == 2 + 6 + 3
+
+
+def test_neighbour_recall_of_every_code_and_the_sign_reference(clusters, cluster_report):
+    """Each result's recall metrics are neighbour_recall of its own codes (refitted: the hashers are seeded),
+    the sign reference is that of the centred features' signs, and neighbour_k=None leaves them out."""
+    from semhash.evalrun import make_hasher
+    from semhash.evaluate import neighbour_recall, sign_codes
+
+    data = Corpus(clusters).read_all()
+    db, queries = split_queries(data, 100, 0)
+    X_db, X_q = db.vectors.astype(np.float32), queries.vectors.astype(np.float32)
+    for res in cluster_report["results"][:2]:
+        h = make_hasher(res["method"], res["bits"], 0)
+        h.fit(X_db, output_type="real")
+        want = neighbour_recall(X_q, X_db, h.encode(X_q), h.encode(X_db), k=10, candidates=(None, 100, 1000))
+        got = res["metrics"]
+        assert [got[key] for key in RECALL_KEYS] == pytest.approx([want["codes"], want["rerank 100"],
+                                                                    want["rerank 1000"]])
+        assert got["recall_at_10"] <= got["recall_at_10_rerank_100"] <= got["recall_at_10_rerank_1000"] == 1.0
+    centre = X_db.mean(axis=0)
+    want = neighbour_recall(X_q, X_db, sign_codes(X_q - centre), sign_codes(X_db - centre), k=10,
+                            candidates=(None, 100, 1000))
+    sign = cluster_report["sign_reference"]
+    assert sign["bits"] == 40 and sign["metrics"]["recall_at_10"] == pytest.approx(want["codes"])
+    plain = run_evaluation(data, query_count=100, methods="lsh", bits=16, seed=0, neighbour_k=None)
+    assert plain["sign_reference"] is None and not any(key in plain["results"][0]["metrics"] for key in RECALL_KEYS)
+    assert format_table(plain).splitlines()[0].split()[-1] == "train-s"
 
 
 def test_driver_refuses_bad_input(clusters):
@@ -141,7 +178,7 @@ def test_cli_table_and_json(clusters, tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0] == HEADER
     assert [ln.split()[:2] for ln in lines[1:]] == [["itq", "16"], ["itq", "32"], ["lsh", "16"], ["lsh", "32"],
-                                                    ["float-knn", "-"], ["random", "-"]]
+                                                    ["sign", "40"], ["float-knn", "-"], ["random", "-"]]
     assert "Evaluating itq, lsh at 16, 32 bits: 300 database vectors, 100 queries" in result.stderr
     report = json.loads(out.read_text())
     assert list(report) == REPORT_KEYS
@@ -158,7 +195,9 @@ def test_cli_text_sample_with_separate_queries(text_subset, tmp_path):
     result = run("eval", db, "--queries", queries, *FAST, "-k", 20, "--json", out)
     assert result.exit_code == 0, result.output
     assert result.stderr == "" and result.stdout.splitlines()[0].split() == [
-        "method", "bits", "mAP", "mAP(avg)", "P@20", "P@20(avg)", "r2-prec", "r2-recall", "codes", "train-s"]
+        "method", "bits", "mAP", "mAP(avg)", "P@20", "P@20(avg)", "r2-prec", "r2-recall", "codes", "train-s",
+        "R@10", "R@10/100", "R@10/1000"]
+    assert report_rows(result) == ["itq", "pca", "lsh", "float-knn", "random"]  # no sign row for TF-IDF
     report = json.loads(out.read_text())
     assert report["dataset"]["kind"] == "text" and report["dataset"]["queries_from"] == "file"
     assert report["dataset"]["database"] == 300 and report["dataset"]["queries"] == 60
@@ -241,3 +280,5 @@ def test_cli_errors(clusters, text_subset, tmp_path, write_jsonl, vector_docs):
         f"Error: {unlabelled}: 50 of 50 records have no label (the first: id 'v0'); evaluation needs a 'label' "
         f"(or 'labels') on every record")
     assert error_of(run("eval", clusters, *FAST, "--query-count", 10, "-k", 0)) == "Error: -k must be at least 1, got 0"
+    assert error_of(run("eval", clusters, *FAST, "--query-count", 10, "--neighbour-k", -1)) == \
+        "Error: --neighbour-k must be 0 (none) or a positive count, got -1"

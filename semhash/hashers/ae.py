@@ -66,6 +66,12 @@ class AutoencoderHasher(Hasher):
         if shared and tc.neighbors:
             raise ConfigError("the neighbour term (--neighbors) does not work with distributed training yet; "
                               "train on one process, or without it")
+        if shared and tc.contractive:
+            raise ConfigError("the contractive term (--contractive) does not work with distributed training yet; "
+                              "train on one process, or without it")
+        if tc.input_noise and sp.issparse(X):
+            raise ConfigError("--input-noise adds Gaussian noise to dense vectors; for sparse (text) features use "
+                              "--corruption, which drops a share of each row's words")
         if (tc.neighbors or use_diffusion) and distributed.rank() == 0:  # once, then shared with the others
             from .neighbors import knn_graph, principal_view
             if progress:

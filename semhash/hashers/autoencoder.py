@@ -4,9 +4,16 @@ Pure torch, no I/O. Gaussian noise is added to the code logits in training mode 
 Salakhutdinov-Hinton trick): to carry information through the noise, the encoder learns to push
 each logit far from zero, so the sigmoid units saturate at 0 or 1 and thresholding at
 inference (`logit > 0`) loses little.
+
+Options of the same model (all off by default; the trainer sets them): a stochastic binary bottleneck
+(`stochastic`: Bernoulli codes sampled from the sigmoid probabilities, with a straight-through gradient,
+as in VDSH / NASH), and the penalties below that the trainer may add: sparsity (KL to a target mean
+activation), contractive (the code layer's Jacobian), and the variational KL to a Bernoulli(0.5) prior.
+Input corruption for a denoising autoencoder is `corrupt`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -51,6 +58,7 @@ class BinaryAutoencoder(nn.Module):
         self.decoder = _mlp(dec, cfg.dropout)
         self.to_output = nn.Linear(dec[-1], cfg.input_dim)
         self.noise_std = 0.0  # set by the trainer; only used in training mode
+        self.stochastic = False  # set by the trainer: sample 0/1 codes in training mode (straight-through)
 
     def code_logits(self, x: torch.Tensor) -> torch.Tensor:
         """(n, input_dim) -> (n, bits) pre-sigmoid code logits. `x` may be a sparse COO tensor: the first
@@ -72,6 +80,9 @@ class BinaryAutoencoder(nn.Module):
         if self.training and self.noise_std > 0:
             noisy = logits + self.noise_std * torch.randn_like(logits)
         code = torch.sigmoid(noisy)
+        if self.training and self.stochastic:
+            # forward: a 0/1 sample of Bernoulli(code); backward: the gradient of the probabilities
+            code = code + (torch.bernoulli(code.detach()) - code).detach()
         return self.decode(code), logits, code
 
 
@@ -128,3 +139,62 @@ def neighbor_loss(z: torch.Tensor, z_nb: torch.Tensor, temperature: float) -> to
 def target_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy between the code logits and 0/1 target bits, mean over bits and items."""
     return F.binary_cross_entropy_with_logits(logits.float(), target)
+
+
+def corrupt(x: torch.Tensor, share: float = 0.0, noise_std: float = 0.0) -> torch.Tensor:
+    """The denoising autoencoder's training input: each entry zeroed with probability `share` (for a
+    sparse COO tensor, each stored entry: word dropout on TF-IDF rows), then, for a dense tensor, Gaussian
+    noise of std `noise_std` added. Not rescaled (masking noise as in Vincent et al. 2008)."""
+    if share > 0:
+        if x.is_sparse:
+            keep = torch.rand(x._nnz(), device=x.device) >= share
+            x = torch.sparse_coo_tensor(x.indices()[:, keep], x.values()[keep], x.shape,
+                                        check_invariants=False).coalesce()
+        else:
+            x = x * (torch.rand_like(x) >= share)
+    if noise_std > 0 and not x.is_sparse:
+        x = x + noise_std * torch.randn_like(x)
+    return x
+
+
+def sparsity_penalty(code: torch.Tensor, target: float) -> torch.Tensor:
+    """KL(target || mean activation) of each code unit over the batch (the classic sparse autoencoder's
+    penalty), mean over units."""
+    rho_hat = code.float().mean(dim=0).clamp(1e-6, 1 - 1e-6)
+    rho = torch.tensor(target, dtype=rho_hat.dtype, device=rho_hat.device)
+    return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).mean()
+
+
+def bernoulli_kl(logits: torch.Tensor) -> torch.Tensor:
+    """KL(Bernoulli(sigmoid(logits)) || Bernoulli(0.5)) per bit, mean over bits and items: log 2 minus
+    the entropy of each bit (the variational bottleneck's prior term)."""
+    z = logits.float()
+    p = torch.sigmoid(z)
+    # p log p + (1 - p) log(1 - p), written with logsigmoid so that saturated units stay finite
+    neg_entropy = p * F.logsigmoid(z) + (1 - p) * F.logsigmoid(-z)
+    return (neg_entropy + math.log(2.0)).mean()
+
+
+def contractive_penalty(model: BinaryAutoencoder, x: torch.Tensor, probes: int = 1) -> torch.Tensor:
+    """Mean over the rows of `x` (dense) of the squared Frobenius norm of d sigmoid(code logits) / d x,
+    estimated as E ||J^T v||^2 with v ~ N(0, I) (Hutchinson; `probes` draws): one extra backward pass
+    through the encoder, kept in the graph so that the penalty can be trained on."""
+    x = x.detach().requires_grad_(True)
+    code = torch.sigmoid(model.code_logits(x).float())  # (n, bits)
+    total = code.new_zeros(())
+    for _ in range(probes):
+        (g,) = torch.autograd.grad(code, x, torch.randn_like(code), create_graph=True, retain_graph=True)
+        total = total + g.pow(2).sum(dim=1).mean()  # g: (n, input_dim) = v^T J per row
+    return total / probes
+
+
+def jacobian_norm(model: BinaryAutoencoder, x: torch.Tensor) -> float:
+    """The exact mean squared Frobenius norm of d sigmoid(code logits) / d x over the rows of `x` (dense;
+    one backward pass per bit: for checks and small samples)."""
+    x = x.detach().requires_grad_(True)
+    code = torch.sigmoid(model.code_logits(x).float())
+    total = 0.0
+    for b in range(code.shape[1]):
+        (g,) = torch.autograd.grad(code[:, b].sum(), x, retain_graph=True)
+        total += float(g.pow(2).sum())
+    return total / x.shape[0]

@@ -28,6 +28,12 @@ class TrainingOptions:
     temperature: float = 0.3
     diffusion: float = 0.3
     diffusion_time: float | None = None
+    corruption: float = 0.0      # the autoencoder family: see semhash.hashers.train.TrainConfig
+    input_noise: float = 0.0
+    sparsity: float = 0.0
+    sparsity_target: float = 0.5
+    contractive: float = 0.0
+    variational: float = 0.0
     device: str = "auto"
     seed: int = 0
     threads: int = 0
@@ -87,6 +93,9 @@ class TrainingOptions:
         cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, noise=self.noise,
                           device=self.device, seed=self.seed, neighbors=self.neighbors, temperature=self.temperature,
                           diffusion=self.diffusion, diffusion_time=self.diffusion_time, threads=self.threads,
+                          corruption=self.corruption, input_noise=self.input_noise, sparsity=self.sparsity,
+                          sparsity_target=self.sparsity_target, contractive=self.contractive,
+                          variational=self.variational,
                           **{k: v for k, v in more.items() if k in train_fields})
         try:
             return cls(bits=self.bits, hidden=self.widths(), train_config=cfg,

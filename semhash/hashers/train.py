@@ -21,11 +21,12 @@ from tqdm import tqdm
 
 from .. import distributed
 from ..errors import ConfigError
-from .autoencoder import (BinaryAutoencoder, balance_penalty, decorrelation_penalty, neighbor_loss,
-                          reconstruction_loss, target_loss)
+from .autoencoder import (BinaryAutoencoder, balance_penalty, bernoulli_kl, contractive_penalty, corrupt,
+                          decorrelation_penalty, neighbor_loss, reconstruction_loss, sparsity_penalty, target_loss)
 
 
 MAX_EPOCHS = 100_000
+CONTRACTIVE_ROWS = 32  # rows of each batch on which the contractive penalty is estimated (it costs a double backward)
 
 
 @dataclass
@@ -45,6 +46,13 @@ class TrainConfig:
     diffusion_time: float | None = None  # random-walk steps of the diffusion codes (more = coarser, class-like
                                          # bits); None: 10 for texts, 100 otherwise (see diffusion.default_time)
     diffusion_mix: float = 1.0  # weight of the items' own principal coordinates beside the diffusion ones
+    # the autoencoder family (all off by default); weights are relative to the reconstruction loss, as above
+    corruption: float = 0.0    # denoising: share of input entries zeroed in training (texts: word dropout)
+    input_noise: float = 0.0   # denoising: std of Gaussian noise added to dense input vectors in training
+    sparsity: float = 0.0      # weight of KL(sparsity_target || each code unit's mean activation in the batch)
+    sparsity_target: float = 0.5  # the mean activation the sparsity term pulls each code unit toward
+    contractive: float = 0.0   # weight of the squared Frobenius norm of d code / d input (Hutchinson estimate)
+    variational: float = 0.0   # > 0: Bernoulli-sampled codes in training, and this weight on KL(q || Bernoulli(0.5))
     val_fraction: float = 0.1  # held out for early stopping (0 disables)
     patience: int = 5          # epochs without validation improvement before stopping
     seed: int = 0
@@ -55,7 +63,10 @@ class TrainConfig:
         numbers = {"learning rate": self.lr, "noise": self.noise, "balance": self.balance,
                    "decorrelation": self.decorrelation, "neighbors": self.neighbors, "temperature": self.temperature,
                    "diffusion": self.diffusion, "diffusion time": self.diffusion_time or 0.0,
-                   "diffusion mix": self.diffusion_mix, "validation fraction": self.val_fraction}
+                   "diffusion mix": self.diffusion_mix, "validation fraction": self.val_fraction,
+                   "corruption": self.corruption, "input_noise": self.input_noise, "sparsity": self.sparsity,
+                   "sparsity_target": self.sparsity_target, "contractive": self.contractive,
+                   "variational": self.variational}
         for name, value in numbers.items():
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -72,6 +83,17 @@ class TrainConfig:
             ((self.diffusion_time is None or self.diffusion_time >= 0) and self.diffusion_mix >= 0,
              "diffusion time and mix must be >= 0"),
             (self.n_neighbors >= 1, "n_neighbors must be at least 1"),
+            (0 <= self.corruption < 1, f"corruption (--corruption) is the share of input entries zeroed in training: "
+                                       f"from 0 (off) up to, not including, 1; got {self.corruption}"),
+            (self.input_noise >= 0, f"input_noise (--input-noise) is a noise std: >= 0 (0: off); "
+                                    f"got {self.input_noise}"),
+            (self.sparsity >= 0, f"sparsity (--sparsity) is a penalty weight: >= 0 (0: off); got {self.sparsity}"),
+            (0 < self.sparsity_target < 1, f"sparsity_target (--sparsity-target) is a mean activation: strictly "
+                                           f"between 0 and 1; got {self.sparsity_target}"),
+            (self.contractive >= 0, f"contractive (--contractive) is a penalty weight: >= 0 (0: off); "
+                                    f"got {self.contractive}"),
+            (self.variational >= 0, f"variational (--variational) is a KL weight: >= 0 (0: the deterministic "
+                                    f"bottleneck); got {self.variational}"),
             (self.temperature >= 0, "temperature must be >= 0 (0: a pull between neighbours only)"),
             (0 <= self.val_fraction < 1, "validation fraction must be in [0, 1)"),
             (self.patience >= 1, "patience must be at least 1"),
@@ -196,6 +218,7 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, 
     val_idx, train_idx = np.sort(order[:n_val]), order[n_val:]
     batch_size = cfg.batch_size or auto_batch_size(len(train_idx))
     model.to(device)
+    model.stochastic = cfg.variational > 0
     opt = _adam(model, cfg, device)
     ranks, me = distributed.world(), distributed.rank()
     net = model
@@ -225,8 +248,10 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, 
         for start in range(0, len(perm), batch_size):
             idx = perm[start:start + batch_size]
             xb = rows_to_tensor(X, idx, device)
+            # the denoising autoencoder sees a corrupted input and reconstructs the clean one
+            x_in = corrupt(xb, cfg.corruption, cfg.input_noise) if cfg.corruption or cfg.input_noise else xb
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                out, logits, code = net(xb)
+                out, logits, code = net(x_in)
                 if use_neighbors:
                     nb = neighbors[idx, rng.integers(0, neighbors.shape[1], len(idx))]
                     logits_nb = model.code_logits(rows_to_tensor(X, nb, device))
@@ -243,6 +268,14 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, 
                 loss = loss + cfg.neighbors * scale * neighbor_loss(logits, logits_nb, cfg.temperature)
             if target_bits is not None:
                 loss = loss + cfg.diffusion * scale * target_loss(logits, target_bits[torch.from_numpy(idx).to(device)])
+            if cfg.sparsity:
+                loss = loss + cfg.sparsity * scale * sparsity_penalty(code, cfg.sparsity_target)
+            if cfg.variational:
+                loss = loss + cfg.variational * scale * bernoulli_kl(logits)
+            if cfg.contractive:
+                sub = rows_to_tensor(X, idx[:CONTRACTIVE_ROWS], device)
+                sub = sub.to_dense() if sub.is_sparse else sub  # the Jacobian is taken against every input entry
+                loss = loss + cfg.contractive * scale * contractive_penalty(model, sub)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
