@@ -167,7 +167,8 @@ def chance_levels(query_labels: Sequence, db_labels: Sequence) -> dict:
 def evaluate_method(method: str, bits: int, X_db, X_q, db_labels: Sequence, q_labels: Sequence, *, k: int = 100,
                     radius: int = 2, seed: int = 0, output_type: str = "real", ae_options: dict | None = None,
                     log: Log | None = None, progress: bool = False) -> dict:
-    """Fit one hasher on the database features, encode, rank, score: one result dict (see `run_evaluation`)."""
+    """Fit one hasher on the database features, encode, rank, score: (one result dict, see `run_evaluation`;
+    the (query codes, database codes) it scored)."""
     hasher = make_hasher(method, bits, seed, ae_options)
     t0 = time.perf_counter()
     hasher.fit(X_db, output_type=output_type, progress=progress)
@@ -201,12 +202,11 @@ def evaluate_method(method: str, bits: int, X_db, X_q, db_labels: Sequence, q_la
         },
         "hasher": hasher.describe(),
         "history": getattr(hasher, "history", {}) or {},
-        "_codes": (q_codes, db_codes),  # for neighbour recall; run_evaluation takes it out
     }
     if log:
         log(f"  {method} {bits} bits: trained in {t1 - t0:.1f} s, encoded in {t2 - t1 + t3 - t2:.1f} s, "
             f"evaluated in {t4 - t3:.1f} s: mAP {metrics['map']:.4f}, P@{k} {metrics[f'precision_at_{k}']:.4f}")
-    return result
+    return result, (q_codes, db_codes)
 
 
 def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count: int | None = None,
@@ -274,16 +274,18 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
         say(f"Float-feature kNN ceiling ({metric}): P@{k} {p:.4f} in {knn['seconds']:.1f} s")
     chance = chance_levels(q_labels, db_labels)
 
-    results = []
+    results, scored = [], []  # scored: each result's (query codes, database codes), for neighbour recall
     for method in methods:
         for b in bits:
-            results.append(evaluate_method(method, b, X_db, X_q, db_labels, q_labels, k=k, radius=radius, seed=seed,
-                                           output_type=featurizer.output_type, ae_options=ae_options, log=log,
-                                           progress=progress))
+            result, codes = evaluate_method(method, b, X_db, X_q, db_labels, q_labels, k=k, radius=radius, seed=seed,
+                                            output_type=featurizer.output_type, ae_options=ae_options, log=log,
+                                            progress=progress)
+            results.append(result)
+            scored.append(codes)
     sign_reference = None
     if neighbour_k:
         t0 = time.perf_counter()
-        sets = {i: res.pop("_codes") for i, res in enumerate(results)}
+        sets = dict(enumerate(scored))
         dense = not sp.issparse(X_db)
         if dense:  # the binary quantization of vector databases; centred, so that pixels or counts split too
             centre = np.asarray(X_db, dtype=np.float32).mean(axis=0)
@@ -296,8 +298,6 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
             sign_reference = {"bits": int(sets["sign"][1].shape[1] * 8),
                               "metrics": _recall_metrics(recalls["sign"], neighbour_k)}
         say(f"Neighbour recall@{neighbour_k} of every code in {time.perf_counter() - t0:.1f} s")
-    for res in results:
-        res.pop("_codes", None)
     from .model import package_versions
 
     report = {
