@@ -1,5 +1,5 @@
 """FAISS: the searcher's exhaustive Hamming scan over the distinct codes (the exact fill, radius scans),
-and the scan of chosen inverted lists behind the pivot index (pivots.py).
+and the assignment of codes to their nearest pivot (pivots.py).
 
 The only module that imports faiss.
 """
@@ -73,35 +73,3 @@ def nearest_codes(centres: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, n
     index.add(np.ascontiguousarray(centres, dtype=np.uint8))
     d, idx = index.search(np.ascontiguousarray(codes, dtype=np.uint8), 1)
     return d[:, 0].astype(np.int64), idx[:, 0].astype(np.int64)
-
-
-class ListScan:
-    """Packed codes filed in numbered lists, and FAISS's range search over the lists each query names:
-    an `IndexBinaryIVF` used only for its inverted lists and its compiled scan (never its quantizer,
-    which sees no search). A code's id is its position in `codes`."""
-
-    def __init__(self, codes: np.ndarray, lists: np.ndarray, n_lists: int):
-        codes = np.ascontiguousarray(codes, dtype=np.uint8)
-        self._quantizer = faiss.IndexBinaryFlat(codes.shape[1] * 8)
-        self.index = faiss.IndexBinaryIVF(self._quantizer, codes.shape[1] * 8, max(1, n_lists))
-        self.index.is_trained = True
-        ids = np.arange(len(codes), dtype=np.int64)
-        lists = np.ascontiguousarray(lists, dtype=np.int64)
-        if len(codes):  # the arrays stay referenced here until FAISS has copied them
-            self.index.add_core(len(codes), faiss.swig_ptr(codes), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
-        self.nbytes_ = len(codes) * (codes.shape[1] + 8)  # codes and their ids
-
-    def nbytes(self) -> int:
-        return self.nbytes_
-
-    def range_search(self, codes: np.ndarray, radius: int, probe: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every code within `radius` (inclusive) of query i among the lists probe[i] names (-1: none):
-        (lims, distances, ids), FAISS's range-search layout."""
-        codes = np.ascontiguousarray(codes, dtype=np.uint8)
-        if not len(codes) or probe.shape[1] == 0:
-            return np.zeros(len(codes) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
-        self.index.nprobe = probe.shape[1]
-        # FAISS's range is strict (distance < radius), hence + 1
-        lims, d, ids = self.index.range_search_preassigned(codes, int(radius) + 1, probe, None)
-        return lims.astype(np.int64), d.astype(np.int32), ids.astype(np.int64)

@@ -97,6 +97,7 @@ class Corpus:
         self._validated: tuple[int, tuple[int, int] | None] | None = None  # (record count, _stamp())
         self._first: Batch | None = None  # the first batch of the last full read
         self._chars = 0  # characters of a text file read so far by the current pass (for progress)
+        self._rows = None  # an array file's row count, known from its header once a pass has begun
 
     def batches(self) -> Iterator[Batch]:
         """Yield validated batches; raise CorpusError (with the line) at the first bad record."""
@@ -173,12 +174,15 @@ class Corpus:
         stamp = self._stamp()
         reservoir = _Reservoir(size, seed)
         # a text file's bar counts its size (characters read against bytes: near enough for the ETA of
-        # mostly-ASCII text) and shows the records beside; other sources count records
+        # mostly-ASCII text) and shows the records beside; an array's counts records against the row count
+        # of its header; stdin and directories count records
         by_size = stamp is not None and self.format not in ("npy", "npz", "stdin")
         bar = _progress(progress, "reading", total=stamp[0] if by_size else None, unit="B" if by_size else " records")
         for batch in self.batches():
             self._first = batch if reservoir.seen == 0 else self._first
             reservoir.add(batch)
+            if bar.total is None and self._rows is not None:  # an array's header tells its row count
+                bar.total = self._rows
             if by_size:
                 bar.update(min(self._chars, bar.total) - bar.n)
                 bar.set_postfix_str(f"{reservoir.seen:,} records", refresh=False)
@@ -308,7 +312,7 @@ class Corpus:
             raise CorpusError(f"expected a non-empty 2-D array of vectors, got shape {vectors.shape}", self.path)
         if not np.issubdtype(vectors.dtype, np.number):
             raise CorpusError(f"vectors must be numbers, got dtype {vectors.dtype}", self.path)
-        n = vectors.shape[0]
+        n = self._rows = vectors.shape[0]
         for name, arr in (("ids", ids), ("labels", labels)):
             if arr is not None and len(arr) != n:
                 raise CorpusError(f"'{name}' has {len(arr)} entries but there are {n} vectors", self.path)

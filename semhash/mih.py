@@ -8,15 +8,17 @@ D_s = m (s + 1) - 1 has been seen. A query is done once k items lie within its D
 This works on *buckets* (the distinct codes of the bucket table), not items: substring table j maps
 each substring value to the bucket indices whose code has it. Each candidate bucket is verified
 with its full distance, and counted once: only through the first substring at its least substring
-distance (the level and table at which it is first reached). Everything is vectorized over the
-batch; no Python loop runs per query or per probe.
+distance (the level and table at which it is first reached). The probes are vectorized over the
+batch (no Python loop runs per query or per probe), and the candidates are verified by a compiled
+loop (kernels.mih_verify), which also stops keeping a query's candidates beyond the distance within
+which it already holds k items.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .buckets import BucketTable
-from .codes import flip_masks, popcount
+from .codes import flip_masks
 
 MAX_BLOCK = 1 << 21   # probes or candidates materialized at once, about
 
@@ -45,6 +47,8 @@ class MultiIndex:
         # one gather per candidate through the bucket indices
         self.codes = [keys[t.row_ids] for t in self.tables]
         self._masks: dict[tuple[int, int], np.ndarray] = {}
+        self._shifts = np.array(self.offsets, dtype=np.uint64)
+        self._sub_masks = np.array([(1 << w) - 1 for w in self.widths], dtype=np.uint64)
 
     def nbytes(self) -> int:
         return sum(t.nbytes() for t in self.tables) + sum(c.nbytes for c in self.codes)
@@ -76,6 +80,7 @@ class MultiIndex:
         keep_d = self.searched(max_level) if radius is None else radius  # farther is never needed
         hist = np.zeros((nq, keep_d + 1), dtype=np.int64)  # items per (query, distance) found so far
         searched = np.full(nq, -1, dtype=np.int64)
+        bound = np.full(nq, keep_d, dtype=np.int64)  # with k: each query's distance where its items reach k
         active = np.arange(nq)
         parts_q, parts_b, parts_d = [], [], []
         for level in range(max_level + 1):
@@ -83,14 +88,11 @@ class MultiIndex:
                 masks = self.masks(self.widths[j], level)
                 step = max(1, MAX_BLOCK // (len(masks) * 8))
                 for start in range(0, len(active), step):
-                    chunk = active[start:start + step]
-                    q, b, d = self._probe(qkeys, chunk, j, level, masks, keep_d)
+                    q, b, d = self._probe(qkeys, active[start:start + step], j, level, masks, k, bound, sizes, hist)
                     if len(q):
                         parts_q.append(q)
                         parts_b.append(b)
                         parts_d.append(d)
-                        hist += np.bincount(q * (keep_d + 1) + d, weights=sizes[b],
-                                            minlength=nq * (keep_d + 1)).reshape(nq, keep_d + 1).astype(np.int64)
             reach = min(self.searched(level), keep_d)
             searched[active] = reach
             if k is not None:
@@ -110,24 +112,13 @@ class MultiIndex:
         inside = d <= cutoff[q]
         return q[inside], b[inside], d[inside], searched
 
-    def _probe(self, qkeys, chunk, j, level, masks, keep_d):
-        """(query, bucket, distance) of the buckets first reached at substring j, this level."""
+    def _probe(self, qkeys, chunk, j, level, masks, k, bound, sizes, hist):
+        """(query, bucket, distance) of the buckets first reached at substring j, this level; each one's
+        size added to hist[query, distance]."""
+        from .kernels import mih_verify
+
         table = self.tables[j]
         where, sub_bucket = table.probe(self._sub(qkeys[chunk], j), masks)
-        pos, per = table.spans(sub_bucket)
-        # the query key of each candidate by repeating per probe, not by a gather per candidate
-        x = self.codes[j][pos]
-        x ^= np.repeat(qkeys[chunk[where // len(masks)]], per)
-        d = popcount(x)
-        near = np.flatnonzero(d <= keep_d)
-        x, d = x[near], d[near].astype(np.int64)
-        cand = table.row_ids[pos[near]]
-        # each survivor's probe: the run of candidates it falls in
-        owner = chunk[where[np.searchsorted(np.cumsum(per), near, side="right")] // len(masks)]
-        # first reached here iff no earlier substring is as close and no other one is closer
-        first = np.ones(len(x), dtype=bool)
-        for jj in range(self.m):
-            if jj != j:
-                dj = popcount(self._sub(x, jj))
-                first &= (dj > level) if jj < j else (dj >= level)
-        return owner[first], cand[first], d[first]
+        return mih_verify(chunk[where // len(masks)], table.offsets[sub_bucket], table.offsets[sub_bucket + 1],
+                          qkeys, self.codes[j], table.row_ids, sizes, j, level, self._shifts, self._sub_masks,
+                          np.iinfo(np.int64).max if k is None else k, bound, hist)

@@ -527,7 +527,8 @@ def test_sample_is_seeded_uniform_in_corpus_order_and_counts_the_corpus(tmp_path
 
 def test_the_sampling_pass_shows_its_share_of_the_file_for_an_eta(tmp_path, monkeypatch):
     """A text file's sampling bar counts the file's size (so tqdm shows a share, a rate and an ETA) and the
-    records read beside it; it ends full. Arrays and stdin count records."""
+    records read beside it; it ends full. Arrays count records against the row count of their header.
+    stdin counts records."""
     import semhash.corpus as corpus_mod
 
     bars = []
@@ -540,7 +541,13 @@ def test_the_sampling_pass_shows_its_share_of_the_file_for_an_eta(tmp_path, monk
     assert bar.postfix == "1,000 records"
     np.save(tmp_path / "v.npy", np.ones((300, 4), np.float32))
     Corpus(tmp_path / "v.npy", batch_size=64).sample(10, progress=True)
-    assert bars[-1].total is None and bars[-1].n == 300 and bars[-1].unit == " records"
+    assert bars[-1].total == 300 and bars[-1].n == 300 and bars[-1].unit == " records"
+    np.savez(tmp_path / "v.npz", vectors=np.ones((200, 4), np.float32))
+    Corpus(tmp_path / "v.npz", batch_size=64).sample(10, progress=True)
+    assert bars[-1].total == 200 and bars[-1].n == 200
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a\nb\nc\n"))
+    Corpus("-", batch_size=64).sample(10, progress=True)
+    assert bars[-1].total is None and bars[-1].n == 3
 
 
 @pytest.mark.parametrize("size", [0, 1000, 5000])
