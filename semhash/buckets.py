@@ -122,7 +122,13 @@ class BucketTable:
 
     def nbytes(self) -> int:
         extra = self._codes.nbytes if self._codes is not None else 0
+        extra += self._filter[0].nbytes if self._filter is not None else 0
         return self.keys.nbytes + self.offsets.nbytes + self.row_ids.nbytes + extra
+
+    def prepare(self) -> None:
+        """Build now the bit filter that probes use (otherwise built by the first probe)."""
+        if len(self.keys) and self.code_bytes <= 8:
+            self._get_filter()
 
     def find(self, probes: np.ndarray) -> np.ndarray:
         """Index into `keys` of each probe key, or -1 where that bucket is empty. Any shape."""

@@ -145,3 +145,4 @@ def _grown(a, cap):
     out = np.empty(cap, a.dtype)
     out[:len(a)] = a
     return out
+

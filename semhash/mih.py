@@ -43,12 +43,17 @@ class MultiIndex:
         self.offsets = np.cumsum([0] + self.widths[:-1]).tolist()
         ids = np.arange(len(keys), dtype=np.int64)
         self.tables = [BucketTable.from_keys(ids, self._sub(keys, j)) for j in range(self.m)]
+        for t in self.tables:
+            t.prepare()
         # each table's codes in its own bucket order: a probe reads its candidates' codes as runs, not
         # one gather per candidate through the bucket indices
         self.codes = [keys[t.row_ids] for t in self.tables]
         self._masks: dict[tuple[int, int], np.ndarray] = {}
         self._shifts = np.array(self.offsets, dtype=np.uint64)
         self._sub_masks = np.array([(1 << w) - 1 for w in self.widths], dtype=np.uint64)
+        # the compiled verifier is loaded (or compiled) now, with the structures, not by the first query
+        none = np.zeros(0, np.int64)
+        self._probe(keys[:0], none, 0, 0, self.masks(self.widths[0], 0), 1, none, none, np.zeros((0, 1), np.int64))
 
     def nbytes(self) -> int:
         return sum(t.nbytes() for t in self.tables) + sum(c.nbytes for c in self.codes)

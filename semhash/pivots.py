@@ -50,7 +50,8 @@ class PivotIndex:
         # the codes by list, a pivot's lists in order of distance: its lists of distances [a, b] are one run
         order = np.argsort(cell, kind="stable")
         self.codes = np.ascontiguousarray(keys[order], dtype=np.uint64)
-        self.ids = order.astype(np.int64)
+        self.ids = order.astype(np.int32 if n < 2 ** 31 else np.int64)
+        self.range_search(self.pivots[:0], np.zeros(0, np.int64))  # loads (or compiles) the scan now, not at a query
 
     def nbytes(self) -> int:
         return (self.pivots.nbytes + self.cell_offsets.nbytes + self.lo.nbytes * 2 + self.codes.nbytes
