@@ -41,7 +41,7 @@ SPAN_BLOCK = 1 << 22      # hit buckets of the queries searched at once by query
 @dataclass(slots=True)
 class Hit:
     """One retrieved item: its id, Hamming distance to the query, a score, its payload, and whether it
-    came from the exact FAISS fill beyond the searched radius.
+    came from the exact fill beyond the searched radius.
 
     The score is 1 - distance/bits, in [0, 1]; with `rerank=True` it is instead the cosine similarity
     of the query's features and the item's kept features (rounded to 6 decimals), and `distance`
