@@ -74,8 +74,8 @@ def index_corpus(model: Model, store: Store, corpus: Corpus, progress: bool = Tr
     if total is None:
         total = corpus.validate()  # a malformed corpus fails before anything is written
     stats = IndexStats()
-    with tqdm(total=total, disable=not progress, file=sys.stderr, unit="item", desc="indexing",
-              dynamic_ncols=True, leave=False) as bar:
+    with store.bulk_load(), tqdm(total=total, disable=not progress, file=sys.stderr, unit="item", desc="indexing",
+                                 dynamic_ncols=True, leave=False) as bar:
         for batch in corpus.batches():
             s = write_batch(model, store, batch, corpus.path, features=features)[0]
             stats.added += s.added

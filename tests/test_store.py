@@ -135,6 +135,39 @@ def test_upsert_replaces(backend):
     assert store.fetch(again.row_ids)[0] == d3
 
 
+def _has_code_index(store: Store) -> bool:
+    import sqlalchemy as sa
+    with store._transaction() as conn:
+        names = {ix["name"] for ix in sa.inspect(conn).get_indexes(f"{store.namespace}_items")}
+    return f"{store.namespace}_items_code_idx" in names
+
+
+def test_a_first_bulk_load_defers_the_code_index_and_still_replaces_repeated_ids(backend):
+    """Inside bulk_load() of a store that never held an item, the code index is dropped and built at the
+    end, and batches go in without an id lookup; an id stored by an earlier batch is still replaced (the
+    batch falls back to the usual path), and a later bulk load puts back a missing code index."""
+    rng = np.random.default_rng(3)
+    store = backend(64)
+    codes = random_codes(rng, 30, 64)
+    with store.bulk_load():
+        assert not _has_code_index(store)
+        a = store.upsert([f"d{i}" for i in range(10)], codes[:10])
+        b = store.upsert([f"d{i}" for i in range(10, 20)], codes[10:20])
+        c = store.upsert(["d5", "x", "d15"], codes[20:23], [{"v": 2}] * 3)
+    assert _has_code_index(store)
+    assert not a.replaced.any() and not b.replaced.any() and c.replaced.tolist() == [True, False, True]
+    assert c.row_ids[0] == a.row_ids[5] and c.row_ids[2] == b.row_ids[5]
+    assert store.count() == 21 and store.fetch([a.row_ids[5]])[0].payload == {"v": 2}
+    with store.bulk_load():  # a store holding items keeps its code index while loading
+        assert _has_code_index(store)
+        store.upsert(["y"], codes[23:24])
+    with store._transaction(write=True) as conn:  # as a crash in a first load leaves it
+        conn.exec_driver_sql(f"DROP INDEX {store._code_index_q}")
+    with store.bulk_load():
+        pass
+    assert _has_code_index(store) and store.count() == 22
+
+
 def test_delete(backend):
     rng = np.random.default_rng(2)
     store = backend(128)
