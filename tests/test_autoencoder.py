@@ -370,3 +370,50 @@ def test_sparse_rows_give_the_same_codes_loss_and_gradients_as_dense_rows():
     assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
     assert grads[0][1] == pytest.approx(grads[1][1], rel=1e-6)
     assert torch.allclose(grads[0][2], grads[1][2], atol=1e-7)
+
+
+# --- the decoder's width and target (fast text training) ----------------------------------------
+
+def test_frequent_columns_are_the_words_in_most_rows_sorted():
+    from semhash.hashers.ae import frequent_columns
+
+    X = sp.csr_matrix(np.array([[1, 0, 2, 0, 1], [0, 0, 3, 0, 1], [1, 0, 1, 5, 0]], dtype=np.float32))
+    assert frequent_columns(X, 2) == [0, 2]  # df 2, 0, 3, 1, 2: column 2, then 0 before 4 (a tie)
+    assert frequent_columns(X.toarray(), 3) == [0, 2, 4]
+    assert frequent_columns(X, 0) is None and frequent_columns(X, 5) is None and frequent_columns(X, 9) is None
+
+
+def test_a_target_of_some_columns_is_the_same_for_sparse_and_dense_rows():
+    torch.manual_seed(0)
+    cols = [1, 4, 5, 9]
+    model = BinaryAutoencoder(AEConfig(input_dim=12, bits=8, hidden=[16], output_type="distribution",
+                                       target_columns=cols))
+    dense = torch.rand(6, 12) * (torch.rand(6, 12) < 0.4)
+    assert torch.equal(model.target(dense), dense[:, cols])
+    sparse = model.target(dense.to_sparse().coalesce())
+    assert sparse.shape == (6, 4) and torch.equal(sparse.to_dense(), dense[:, cols])
+    out = model(dense)[0]
+    assert out.shape == (6, 4)
+    assert torch.isclose(reconstruction_loss(out, sparse, "distribution"),
+                         reconstruction_loss(out, dense[:, cols], "distribution"))
+
+
+def test_a_linear_decoder_and_a_word_target_train_save_and_load(tmp_path):
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix((rng.random((300, 40)) < 0.15) * rng.random((300, 40)), dtype=np.float32)
+    h = AutoencoderHasher(bits=8, hidden=[16], train_config=small_cfg(), decoder_hidden=[], target_words=10)
+    h.fit(X, output_type="distribution", progress=False)
+    assert h.model.to_output.in_features == 8 and h.model.to_output.out_features == 10
+    assert len(h.model.decoder) == 0
+    assert h.describe()["decoder_hidden"] == [] and h.describe()["target_words"] == 10
+    h.save(tmp_path)
+    g = AutoencoderHasher.load(tmp_path)
+    assert g.model.cfg.target_columns == h.model.cfg.target_columns and g.model.cfg.decoder_hidden == []
+    assert np.array_equal(g.encode(X), h.encode(X))
+
+
+@pytest.mark.parametrize("kw, msg", [({"decoder_hidden": [0]}, "decoder layers"),
+                                     ({"target_words": -1}, "target_words"), ({"target_words": 2.5}, "target_words")])
+def test_decoder_options_are_checked(kw, msg):
+    with pytest.raises(ConfigError, match=msg):
+        AutoencoderHasher(bits=8, **kw)

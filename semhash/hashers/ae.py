@@ -29,6 +29,15 @@ def input_scale(X: Features) -> float:
     return float(1.0 / values.mean()) if len(values) else 1.0
 
 
+def frequent_columns(X: Features, k: int) -> list[int] | None:
+    """The k columns (words) non-zero in the most rows, sorted; None (every column) for k = 0 or k at
+    least the width. Ties go to the lower column."""
+    if not k or k >= X.shape[1]:
+        return None
+    df = X.getnnz(axis=0) if sp.issparse(X) else np.count_nonzero(np.asarray(X), axis=0)
+    return sorted(np.argsort(-df, kind="stable")[:k].tolist())
+
+
 MAX_LAYERS, MAX_WIDTH = 8, 65_536  # a width of 10^8 would ask for tens of GB before the first batch
 
 
@@ -36,13 +45,21 @@ class AutoencoderHasher(Hasher):
     name = "ae"
 
     def __init__(self, bits: int = 32, hidden: list[int] | None = None, train_config: TrainConfig | None = None,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, decoder_hidden: list[int] | None = None, target_words: int = 0):
         super().__init__(bits)
         self.hidden = list(hidden) if hidden is not None else [256]
         if not 1 <= len(self.hidden) <= MAX_LAYERS or not all(
                 isinstance(w, int) and 1 <= w <= MAX_WIDTH for w in self.hidden):
             raise ConfigError(f"hidden layers must be 1 to {MAX_LAYERS} widths from 1 to {MAX_WIDTH:,}, "
                               f"got {self.hidden}")
+        self.decoder_hidden = None if decoder_hidden is None else list(decoder_hidden)
+        if self.decoder_hidden is not None and (len(self.decoder_hidden) > MAX_LAYERS or not all(
+                isinstance(w, int) and 1 <= w <= MAX_WIDTH for w in self.decoder_hidden)):
+            raise ConfigError(f"decoder layers must be 0 to {MAX_LAYERS} widths from 1 to {MAX_WIDTH:,}, "
+                              f"got {self.decoder_hidden}")
+        if not isinstance(target_words, int) or isinstance(target_words, bool) or target_words < 0:
+            raise ConfigError(f"target_words must be 0 (every word) or a positive count, got {target_words!r}")
+        self.target_words = target_words
         self.dropout = dropout
         self.train_config = train_config or TrainConfig()
         self.model: BinaryAutoencoder | None = None
@@ -56,7 +73,8 @@ class AutoencoderHasher(Hasher):
 
     def _fit(self, X: Features, output_type: str, progress: bool) -> None:
         cfg = AEConfig(input_dim=X.shape[1], bits=self.bits, hidden=self.hidden, output_type=output_type,
-                       dropout=self.dropout, input_scale=input_scale(X))
+                       dropout=self.dropout, input_scale=input_scale(X), decoder_hidden=self.decoder_hidden,
+                       target_columns=frequent_columns(X, self.target_words) if output_type == "distribution" else None)
         torch.manual_seed(self.train_config.seed)  # weight init is part of what the seed fixes
         self.model = BinaryAutoencoder(cfg)
         graph = targets = None
@@ -128,5 +146,10 @@ class AutoencoderHasher(Hasher):
         d = super().describe()
         d.update(hidden=self.hidden, train=self.train_config.to_dict())
         if self.model is not None:
-            d["output_type"] = self.model.cfg.output_type
+            cfg = self.model.cfg
+            d["output_type"] = cfg.output_type
+            if cfg.decoder_hidden is not None:  # otherwise the encoder's widths, mirrored
+                d["decoder_hidden"] = cfg.decoder_hidden
+            if cfg.target_columns is not None:  # otherwise every input column
+                d["target_words"] = len(cfg.target_columns)
         return d

@@ -31,6 +31,8 @@ class AEConfig:
     output_type: str = "real"  # distribution | unit | real: chooses the output layer and loss
     dropout: float = 0.0
     input_scale: float = 1.0  # inputs are multiplied by this (sparse TF-IDF rows need scaling up)
+    decoder_hidden: list[int] | None = None  # decoder widths; None: the encoder's, mirrored; []: a linear decoder
+    target_columns: list[int] | None = None  # input columns the decoder reconstructs (sorted); None: all
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,9 +56,15 @@ class BinaryAutoencoder(nn.Module):
         enc = [cfg.input_dim, *cfg.hidden]
         self.encoder = _mlp(enc, cfg.dropout)
         self.to_code = nn.Linear(enc[-1], cfg.bits)
-        dec = [cfg.bits, *reversed(cfg.hidden)]
+        dec = [cfg.bits, *(reversed(cfg.hidden) if cfg.decoder_hidden is None else cfg.decoder_hidden)]
         self.decoder = _mlp(dec, cfg.dropout)
-        self.to_output = nn.Linear(dec[-1], cfg.input_dim)
+        cols = cfg.target_columns
+        self.to_output = nn.Linear(dec[-1], cfg.input_dim if cols is None else len(cols))
+        # input column -> its place in the decoder's output, -1 where not reconstructed (not saved: cfg has it)
+        remap = torch.full((cfg.input_dim,), -1, dtype=torch.long)
+        if cols is not None:
+            remap[torch.as_tensor(cols, dtype=torch.long)] = torch.arange(len(cols))
+        self.register_buffer("_remap", remap, persistent=False)
         self.noise_std = 0.0  # set by the trainer; only used in training mode
         self.stochastic = False  # set by the trainer: sample 0/1 codes in training mode (straight-through)
 
@@ -68,6 +76,20 @@ class BinaryAutoencoder(nn.Module):
             h = torch.sparse.mm(x * self.cfg.input_scale, first.weight.T) + first.bias
             return self.to_code(self.encoder[1:](h))
         return self.to_code(self.encoder(x * self.cfg.input_scale))
+
+    def target(self, x: torch.Tensor) -> torch.Tensor:
+        """What the decoder reconstructs of input rows `x` (dense, or sparse COO coalesced): the target
+        columns (cfg.target_columns), or all of x."""
+        if self.cfg.target_columns is None:
+            return x
+        if not x.is_sparse:
+            return x[:, torch.as_tensor(self.cfg.target_columns, device=x.device)]
+        (rows, cols), values = x.indices(), x.values()
+        new = self._remap[cols]
+        keep = new >= 0
+        # the remap keeps column order, so the entries stay coalesced (sorted by row, then column)
+        return torch.sparse_coo_tensor(torch.stack([rows[keep], new[keep]]), values[keep],
+                                       (x.shape[0], len(self.cfg.target_columns)), check_invariants=False).coalesce()
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """(n, bits) code activations in [0, 1] -> (n, input_dim) output logits / values."""

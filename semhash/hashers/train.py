@@ -255,7 +255,7 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, 
                 if use_neighbors:
                     nb = neighbors[idx, rng.integers(0, neighbors.shape[1], len(idx))]
                     logits_nb = model.code_logits(rows_to_tensor(X, nb, device))
-            recon = reconstruction_loss(out, xb, otype)
+            recon = reconstruction_loss(out, model.target(xb), otype)
             # penalties are scaled by the (detached) reconstruction loss, so their weights mean the
             # same whatever the data type and width
             scale = recon.detach()
@@ -317,7 +317,7 @@ def validation_loss(model: BinaryAutoencoder, X, idx: np.ndarray, batch_size: in
     for start in range(0, len(idx), batch_size):
         xb = rows_to_tensor(X, idx[start:start + batch_size], device)
         code = (model.code_logits(xb) > 0).float()
-        total += reconstruction_loss(model.decode(code), xb, model.cfg.output_type).item() * xb.shape[0]
+        total += reconstruction_loss(model.decode(code), model.target(xb), model.cfg.output_type).item() * xb.shape[0]
     return total / max(1, len(idx))
 
 
