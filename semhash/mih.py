@@ -107,13 +107,9 @@ class MultiIndex:
         if not parts_q:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), searched
         q, b, d = np.concatenate(parts_q), np.concatenate(parts_b), np.concatenate(parts_d)
-        cutoff = searched.copy()
-        if k is not None:
-            # a query needs no bucket beyond the distance at which its items reach k (the caller takes
-            # its first k items in (distance, code) order): fewer triples to sort
-            full = np.cumsum(hist, axis=1) >= k
-            enough = full.any(axis=1)
-            cutoff[enough] = np.minimum(cutoff[enough], full[enough].argmax(axis=1))
+        # a query needs no bucket beyond the distance at which its items reach k (`bound`: the caller takes
+        # its first k items in (distance, code) order), nor beyond its searched radius: fewer triples to sort
+        cutoff = np.minimum(searched, bound)
         inside = d <= cutoff[q]
         return q[inside], b[inside], d[inside], searched
 

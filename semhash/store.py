@@ -792,11 +792,11 @@ class Store:
             self._lock(conn)
             state = self._write_state(conn)
             next_id = state["next_row_id"]
-            # a first load skips looking up ids that cannot be there (in an empty store), or that are
-            # most likely new (later batches of a first load: the unique constraint tells otherwise)
+            # no lookup of ids that cannot be there (an empty store has next row id 0), or that are most
+            # likely new (later batches of a first load: the unique constraint tells otherwise)
             rows = list(zip(range(next_id, next_id + n), ids, values, pay_json, lab_json))
             inserted = self._first_load and self._inserted_new(conn, rows)
-            if inserted or (n > 1000 and next_id == 0):
+            if inserted or next_id == 0:
                 existing = {}
             else:
                 existing = {r[0]: r[1:] for r in self._select_in(conn, ("ext_id", "row_id", "code", "payload",
