@@ -38,6 +38,9 @@ VARIANTS: dict[str, dict] = {
     "contractive": {"contractive": 0.03},                   # about 10% of the reconstruction loss at the start
     "variational": {"variational": 0.1, "noise": 0.0},      # Bernoulli codes take the place of the logit noise
     "deeper": {"hidden": [256, 256]},                       # two hidden layers of the default width
+    "linear-decoder": {"decoder_hidden": []},                # the code decoded straight to the output (NASH, VDSH)
+    "fast-text": {"decoder_hidden": [], "target_words": 2000},  # and only the 2,000 most frequent words rebuilt
+    "fast-text-b1024": {"decoder_hidden": [], "target_words": 2000, "batch_size": 1024},
 }
 
 

@@ -1,5 +1,6 @@
 """FAISS: the searcher's exhaustive Hamming scan over the distinct codes (the exact fill, radius scans),
-and the assignment of codes to their nearest pivot (pivots.py).
+the assignment of codes to their nearest pivot (pivots.py), and the exact float k-NN graph of the
+autoencoder's training rows (hashers/neighbors.py).
 
 The only module that imports faiss.
 """
@@ -73,3 +74,20 @@ def nearest_codes(centres: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, n
     index.add(np.ascontiguousarray(centres, dtype=np.uint8))
     d, idx = index.search(np.ascontiguousarray(codes, dtype=np.uint8), 1)
     return d[:, 0].astype(np.int64), idx[:, 0].astype(np.int64)
+
+
+def knn_inner_product(Y: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) int64: for each row of Y (float32), the k other rows of largest inner product, exact
+    (`IndexFlatIP`: blocked BLAS and a heap, 3.7 s for 59,577 rows of 64 dimensions on two cores, against
+    13.9 s for a torch product and topk). A row is never its own neighbour, even where it has copies."""
+    Y = np.ascontiguousarray(Y, dtype=np.float32)
+    n = len(Y)
+    index = faiss.IndexFlatIP(Y.shape[1])
+    index.add(Y)
+    _, found = index.search(Y, k + 1)
+    mine = found == np.arange(n)[:, None]
+    # drop the row itself where it was found, else the last: copies of a row may rank it below them
+    drop = np.where(mine.any(axis=1), mine.argmax(axis=1), k)
+    keep = np.ones_like(found, dtype=bool)
+    keep[np.arange(n), drop] = False
+    return found[keep].reshape(n, k).astype(np.int64)

@@ -296,6 +296,23 @@ def test_knn_graph_matches_brute_force_in_the_principal_subspace():
     assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(sparse.tolist(), graph.tolist())]) > 0.97
 
 
+def test_the_exact_knn_never_makes_a_row_its_own_neighbour_even_among_copies():
+    from semhash.ann import knn_inner_product
+
+    rng = np.random.default_rng(0)
+    Y = rng.standard_normal((50, 6)).astype(np.float32)
+    Y /= np.linalg.norm(Y, axis=1, keepdims=True)  # unit rows (as the principal view's): a copy is the nearest
+    Y = np.vstack([Y, Y[:10], Y[:10]])  # rows 0-9 have two exact copies each: ties with the row itself
+    got = knn_inner_product(Y, 4)
+    assert got.shape == (70, 4) and got.dtype == np.int64
+    assert (got != np.arange(70)[:, None]).all()
+    sim = Y @ Y.T
+    np.fill_diagonal(sim, -np.inf)
+    want = np.sort(sim, axis=1)[:, ::-1][:, :4]
+    assert np.allclose(np.take_along_axis(sim, got, axis=1), want, atol=1e-4)  # the same similarities
+    assert {50, 60} <= set(got[0].tolist())  # row 0's copies are its nearest
+
+
 def test_neighbour_loss_pulls_neighbours_together():
     from semhash.hashers.autoencoder import neighbor_loss
 
@@ -370,6 +387,32 @@ def test_sparse_rows_give_the_same_codes_loss_and_gradients_as_dense_rows():
     assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
     assert grads[0][1] == pytest.approx(grads[1][1], rel=1e-6)
     assert torch.allclose(grads[0][2], grads[1][2], atol=1e-7)
+
+
+def test_the_first_layer_gives_an_empty_sparse_row_its_bias_as_a_dense_zero_row_does():
+    torch.manual_seed(0)
+    model = BinaryAutoencoder(AEConfig(input_dim=30, bits=8, hidden=[16], output_type="distribution"))
+    dense = torch.rand(5, 30) * (torch.rand(5, 30) < 0.3)
+    dense[0] = dense[3] = 0.0  # empty rows first and inside: embedding_bag's offsets must place them
+    got, want = model.code_logits(dense.to_sparse().coalesce()), model.code_logits(dense)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert torch.allclose(got[0], model.code_logits(torch.zeros(1, 30))[0], atol=1e-6)
+
+
+def test_a_checkpoint_with_the_old_first_layer_layout_loads_with_the_same_codes(tmp_path):
+    """Models saved before InputLayer held the first weight as nn.Linear's (width, input_dim), with no
+    "layout" key: the loader turns it."""
+    from semhash.hashers.ae import FIRST_WEIGHT, WEIGHTS_FILE
+
+    X = data(n=100, dim=20)
+    h = fit(X, bits=8, epochs=1)
+    h.save(tmp_path)
+    ck = torch.load(tmp_path / WEIGHTS_FILE, weights_only=True)
+    assert ck["layout"] == 2 and ck["state_dict"][FIRST_WEIGHT].shape == (20, 32)
+    del ck["layout"]
+    ck["state_dict"][FIRST_WEIGHT] = ck["state_dict"][FIRST_WEIGHT].T.contiguous()
+    torch.save(ck, tmp_path / WEIGHTS_FILE)
+    assert np.array_equal(AutoencoderHasher.load(tmp_path).encode(X), h.encode(X))
 
 
 # --- the decoder's width and target (fast text training) ----------------------------------------

@@ -16,6 +16,8 @@ from .base import Features, Hasher
 from .train import TrainConfig, cpu_threads, pick_device, predict_logits, train
 
 WEIGHTS_FILE = "model.pt"
+LAYOUT = 2  # checkpoints: 2 stores the first layer's weight (input_dim, width) (autoencoder.InputLayer)
+FIRST_WEIGHT = "encoder.0.weight"
 MIN_DIFFUSION_ROWS = 10  # fewer training rows: no graph worth diffusing over, the term is skipped
 
 
@@ -121,6 +123,7 @@ class AutoencoderHasher(Hasher):
             "config": self.model.cfg.to_dict(),
             "train": self.train_config.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "layout": LAYOUT,
             "history": self.history,
         }
         torch.save(checkpoint, Path(directory) / WEIGHTS_FILE)
@@ -132,7 +135,10 @@ class AutoencoderHasher(Hasher):
             ck = torch.load(path, map_location="cpu", weights_only=True)
             cfg = AEConfig(**ck["config"])
             model = BinaryAutoencoder(cfg)
-            model.load_state_dict(ck["state_dict"])
+            state = ck["state_dict"]
+            if ck.get("layout", 1) < 2:  # the first layer was an nn.Linear: weight (width, input_dim)
+                state = {**state, FIRST_WEIGHT: state[FIRST_WEIGHT].T.contiguous()}
+            model.load_state_dict(state)
             # an extra, missing or mistyped training option in the file is damage too, not a crash
             h = cls(bits=cfg.bits, hidden=cfg.hidden, train_config=TrainConfig(**ck["train"]), dropout=cfg.dropout)
         except (OSError, KeyError, TypeError, RuntimeError, ValueError, EOFError, AttributeError, ConfigError,

@@ -38,10 +38,34 @@ class AEConfig:
         return asdict(self)
 
 
-def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
+class InputLayer(nn.Module):
+    """The encoder's first layer, x W + b, with W stored (input_dim, width): one row per input column.
+
+    A sparse input (a COO tensor, coalesced) is then a weighted sum of the rows of its non-zero columns
+    (embedding_bag), and the weight's gradient a scatter of the batch into those rows. Its cost follows the
+    non-zeros. nn.Linear's (width, input_dim) layout made torch densify the batch for the product and its
+    gradient: 15 ms a step at batch 256 on the 10,000-word Debian vocabulary, against 4 ms (/tmp probe).
+    Checkpoints before this layout (no "layout" key) hold the weight transposed; AutoencoderHasher.load
+    turns them."""
+
+    def __init__(self, input_dim: int, width: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(input_dim)  # nn.Linear's initialisation, the same draws in the same order
+        self.weight = nn.Parameter(torch.empty(width, input_dim).uniform_(-bound, bound).T.contiguous())
+        self.bias = nn.Parameter(torch.empty(width).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_sparse:
+            rows, cols = x.indices()
+            starts = torch.searchsorted(rows, torch.arange(x.shape[0], device=rows.device))
+            return F.embedding_bag(cols, self.weight, starts, mode="sum", per_sample_weights=x.values()) + self.bias
+        return torch.addmm(self.bias, x, self.weight)
+
+
+def _mlp(sizes: list[int], dropout: float, first: type = nn.Linear) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [(first if i == 0 else nn.Linear)(a, b), nn.ReLU()]
         if dropout:
             layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
@@ -54,7 +78,7 @@ class BinaryAutoencoder(nn.Module):
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {cfg.output_type!r}")
         self.cfg = cfg
         enc = [cfg.input_dim, *cfg.hidden]
-        self.encoder = _mlp(enc, cfg.dropout)
+        self.encoder = _mlp(enc, cfg.dropout, first=InputLayer)
         self.to_code = nn.Linear(enc[-1], cfg.bits)
         dec = [cfg.bits, *(reversed(cfg.hidden) if cfg.decoder_hidden is None else cfg.decoder_hidden)]
         self.decoder = _mlp(dec, cfg.dropout)
@@ -69,12 +93,8 @@ class BinaryAutoencoder(nn.Module):
         self.stochastic = False  # set by the trainer: sample 0/1 codes in training mode (straight-through)
 
     def code_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, input_dim) -> (n, bits) pre-sigmoid code logits. `x` may be a sparse COO tensor: the first
-        layer is then a sparse-dense product, whose cost follows the non-zeros."""
-        if x.is_sparse:
-            first = self.encoder[0]
-            h = torch.sparse.mm(x * self.cfg.input_scale, first.weight.T) + first.bias
-            return self.to_code(self.encoder[1:](h))
+        """(n, input_dim) -> (n, bits) pre-sigmoid code logits. `x` may be a sparse COO tensor (coalesced):
+        the first layer's cost then follows the non-zeros (InputLayer)."""
         return self.to_code(self.encoder(x * self.cfg.input_scale))
 
     def target(self, x: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,8 @@ distance needs items that are alike to get nearby codes. The training set itself
 are alike: each row's nearest rows by cosine similarity, in a low-dimensional principal subspace
 (which denoises the raw pixels or TF-IDF weights and makes the search cheap). No labels are used.
 
-Exact search, blockwise on the CPU or GPU with torch: n^2 * dims multiply-adds (60,000 rows, 64
-dimensions: about 10 s on two CPU cores).
+Exact search: n^2 * dims multiply-adds, by FAISS on the CPU (59,577 rows, 64 dimensions: 3.7 s on two
+cores), blockwise with torch on a GPU.
 """
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ def knn_graph(X, k: int = 10, dims: int = GRAPH_DIMS, seed: int = 0, device: tor
         return np.zeros((n, 0), dtype=np.int64)
     Y = principal_view(X, dims, seed) if view is None else view
     device = device or torch.device("cpu")
+    if device.type == "cpu":
+        from ..ann import knn_inner_product
+
+        return knn_inner_product(Y, k)
     Yt = torch.from_numpy(Y).to(device)
     out = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, BLOCK):
