@@ -39,8 +39,13 @@ VARIANTS: dict[str, dict] = {
     "variational": {"variational": 0.1, "noise": 0.0},      # Bernoulli codes take the place of the logit noise
     "deeper": {"hidden": [256, 256]},                       # two hidden layers of the default width
     "linear-decoder": {"decoder_hidden": []},                # the code decoded straight to the output (NASH, VDSH)
-    "fast-text": {"decoder_hidden": [], "target_words": 2000},  # and only the 2,000 most frequent words rebuilt
-    "fast-text-b1024": {"decoder_hidden": [], "target_words": 2000, "batch_size": 1024},
+    # the text defaults before 2026-12-01 (mirrored decoder, every word rebuilt, batches to 256); on dense
+    # vectors (Fashion-MNIST) the same as the baseline
+    "mirrored-decoder": {"decoder_hidden": [256], "target_words": 0, "batch_size": 256},
+    "lr-3e-3": {"lr": 3e-3},
+    "epochs-15": {"epochs": 15},
+    "epochs-10": {"epochs": 10},
+    "lr-3e-3-epochs-15": {"lr": 3e-3, "epochs": 15},
 }
 
 

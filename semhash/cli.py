@@ -119,12 +119,13 @@ def training_options(fn):
         click.option("--hasher", default="ae", show_default=True, type=click.Choice(["ae", "itq", "pca", "lsh"]),
                      help="How codes are made: ae (the autoencoder), or a baseline: itq (iterative quantization), "
                           "pca (PCA-sign), lsh (random hyperplanes). The baselines use --bits and --seed only."),
-        click.option("--epochs", default=30, show_default=True, help="Most training epochs (early stopping may end sooner)."),
+        click.option("--epochs", type=int, default=None,
+                     help="Most training epochs (early stopping may end sooner)  [default: 30; texts: 10]"),
         click.option("--batch-size", default=0, show_default=True,
-                     help="Training batch size; 0 picks one (32-256) that gives about 100 steps an epoch."),
+                     help="Training batch size; 0 picks one that gives about 100 steps an epoch (32-256; texts: 50 steps, 32-1024)."),
         click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate."),
         click.option("--noise", default=4.0, show_default=True, help="Std of the noise added to the code logits in training."),
-        click.option("--hidden", default="256", show_default=True, help="Encoder layer widths (decoder mirrors them)."),
+        click.option("--hidden", default="256", show_default=True, help="Encoder layer widths (the decoder mirrors them; for texts it is linear)."),
         click.option("--neighbors", default=0.0, show_default=True,
                      help="Weight of the neighbour term: codes of items that are nearest neighbours in the data's "
                           "principal subspace are drawn together (0: off)."),

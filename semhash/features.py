@@ -58,6 +58,14 @@ class TextFeaturizer:
 
     def fit(self, batch: Batch) -> "TextFeaturizer":
         """Learn the vocabulary (and IDF weights) from the texts of a batch."""
+        self._fit(batch, keep=False)
+        return self
+
+    def fit_transform(self, batch: Batch) -> sp.csr_matrix:
+        """fit, then transform of the same batch, tokenizing its texts once (half the time of the two)."""
+        return self._fit(batch, keep=True)
+
+    def _fit(self, batch: Batch, keep: bool) -> sp.csr_matrix | None:
         if batch.texts is None:
             raise CorpusError("the text featurizer needs a corpus of texts, got vectors")
         n = len(batch.texts)
@@ -66,10 +74,13 @@ class TextFeaturizer:
         max_df = self.params["max_df"] if n >= 20 else 1.0
         self._vec = self._make(min_df, max_df)
         try:
-            self._vec.fit(batch.texts)
+            if not keep:
+                self._vec.fit(batch.texts)
+                return None
+            return sp.csr_matrix(self._vec.fit_transform(batch.texts), dtype=np.float32)
         except ValueError as e:
+            self._vec = None
             raise CorpusError(f"no usable terms in the corpus ({e}); the texts need real words") from None
-        return self
 
     def transform(self, batch: Batch) -> sp.csr_matrix:
         """(n, dim) float32 sparse matrix."""

@@ -66,10 +66,14 @@ class Model:
     def fit(cls, data: Batch, hasher: Hasher, feature_options: dict | None = None,
             progress: bool = True) -> "Model":
         """Fit a featurizer to the batch, then the hasher to its features."""
-        featurizer = featurizer_for(data.kind, **(feature_options or {})).fit(data)
-        if hasattr(featurizer, "progress"):  # embedding a large sample takes minutes: show it
-            featurizer.progress = progress
-        X = featurizer.transform(data)
+        featurizer = featurizer_for(data.kind, **(feature_options or {}))
+        if hasattr(featurizer, "fit_transform"):  # texts: tokenized once
+            X = featurizer.fit_transform(data)
+        else:
+            featurizer.fit(data)
+            if hasattr(featurizer, "progress"):  # embedding a large sample takes minutes: show it
+                featurizer.progress = progress
+            X = featurizer.transform(data)
         if hasattr(featurizer, "progress"):
             featurizer.progress = False
         hasher.fit(X, output_type=featurizer.output_type, progress=progress)

@@ -124,9 +124,30 @@ def test_train_on_sparse_distribution_features():
     rng = np.random.default_rng(0)
     X = sp.random(120, 40, density=0.1, format="csr", dtype=np.float32, random_state=0)
     X = X + sp.csr_matrix((np.ones(120, np.float32), (np.arange(120), rng.integers(0, 40, 120))), shape=(120, 40))
-    h = fit(sp.csr_matrix(X), bits=16, output_type="distribution", epochs=3)
+    h = AutoencoderHasher(bits=16, hidden=[32], decoder_hidden=[32], train_config=small_cfg(epochs=3))
+    h.fit(sp.csr_matrix(X), output_type="distribution", progress=False)
     assert h.encode(X).shape == (120, 2)
     assert h.history["train_loss"][-1] < h.history["train_loss"][0]
+
+
+def test_texts_default_to_a_linear_decoder_over_the_frequent_words_and_larger_batches():
+    from semhash.hashers.ae import TEXT_TARGET_WORDS
+    from semhash.hashers.train import auto_batch_size
+
+    X = sp.random(300, 40, density=0.2, format="csr", dtype=np.float32, random_state=1)
+    text = fit(X, bits=8, output_type="distribution", epochs=1)
+    assert text.model.cfg.decoder_hidden == [] and len(text.model.decoder) == 0
+    assert text.describe()["decoder_hidden"] == []
+    assert text.model.cfg.target_columns is None  # 40 words: fewer than TEXT_TARGET_WORDS, so all of them
+    wide = sp.random(300, TEXT_TARGET_WORDS + 50, density=0.01, format="csr", dtype=np.float32, random_state=1)
+    assert len(fit(wide, bits=8, output_type="distribution", epochs=1).model.cfg.target_columns) == TEXT_TARGET_WORDS
+    given = AutoencoderHasher(bits=8, hidden=[16], decoder_hidden=[16], target_words=0, train_config=small_cfg(epochs=1))
+    given.fit(wide, output_type="distribution", progress=False)
+    assert given.model.cfg.decoder_hidden == [16] and given.model.cfg.target_columns is None
+    dense = fit(data(), output_type="real", epochs=1)  # other outputs: the mirrored decoder, every column
+    assert dense.model.cfg.decoder_hidden is None and dense.model.cfg.target_columns is None
+    assert [auto_batch_size(n, "distribution") for n in (100, 20_000, 53_000)] == [32, 400, 1024]
+    assert [auto_batch_size(n) for n in (100, 20_000, 53_000)] == [32, 200, 256]
 
 
 def test_early_stopping():
@@ -234,7 +255,8 @@ def test_train_config_validation(kw, msg):
 
 def test_train_config_accepts_cuda_index():
     assert TrainConfig(device="cuda:1").device == "cuda:1"
-    assert TrainConfig().to_dict()["epochs"] == 30
+    assert TrainConfig().to_dict()["epochs"] is None  # automatic: 30, texts 10
+    assert TrainConfig(epochs=12).to_dict()["epochs"] == 12
 
 
 def test_pick_device_without_cuda(monkeypatch):

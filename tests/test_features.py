@@ -109,11 +109,24 @@ def test_text_save_load_identical(tmp_path, docs, weighting):
     assert (load_featurizer(tmp_path / "again").transform(queries) != A).nnz == 0
 
 
+@pytest.mark.parametrize("weighting", ["tfidf", "count"])
+def test_text_fit_transform_is_fit_then_transform(tmp_path, docs, weighting):
+    f = TextFeaturizer(weighting=weighting, max_features=20)
+    X = f.fit_transform(docs)
+    want = TextFeaturizer(weighting=weighting, max_features=20).fit(docs).transform(docs)
+    assert X.dtype == want.dtype == np.float32 and X.shape == want.shape
+    assert abs(X - want).max() < 1e-6
+    f.save(tmp_path)  # the same fitted state as fit: it saves, and a loaded copy gives the same rows
+    assert abs(load_featurizer(tmp_path).transform(docs) - X).max() < 1e-6
+
+
 def test_text_without_usable_words():
     for texts in (["123 456", "!!! ???"], ["the and of", "is it"], ["a b c"]):
         with pytest.raises(CorpusError) as e:
             TextFeaturizer().fit(text_batch(texts))
         assert str(e.value).startswith("no usable terms in the corpus (")
+        with pytest.raises(CorpusError, match="^no usable terms in the corpus"):
+            TextFeaturizer().fit_transform(text_batch(texts))
         assert str(e.value).endswith("); the texts need real words")
 
 

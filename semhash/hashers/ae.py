@@ -19,6 +19,11 @@ WEIGHTS_FILE = "model.pt"
 LAYOUT = 2  # checkpoints: 2 stores the first layer's weight (input_dim, width) (autoencoder.InputLayer)
 FIRST_WEIGHT = "encoder.0.weight"
 MIN_DIFFUSION_ROWS = 10  # fewer training rows: no graph worth diffusing over, the term is skipped
+# texts (the "distribution" output), unless told otherwise: a linear decoder that rebuilds only the most
+# frequent words. As good as the mirrored decoder over the whole vocabulary on the Debian descriptions, in a
+# fraction of the time (README, "How the defaults were chosen").
+TEXT_DECODER: list[int] = []
+TEXT_TARGET_WORDS = 2000
 
 
 def input_scale(X: Features) -> float:
@@ -47,7 +52,7 @@ class AutoencoderHasher(Hasher):
     name = "ae"
 
     def __init__(self, bits: int = 32, hidden: list[int] | None = None, train_config: TrainConfig | None = None,
-                 dropout: float = 0.0, decoder_hidden: list[int] | None = None, target_words: int = 0):
+                 dropout: float = 0.0, decoder_hidden: list[int] | None = None, target_words: int | None = None):
         super().__init__(bits)
         self.hidden = list(hidden) if hidden is not None else [256]
         if not 1 <= len(self.hidden) <= MAX_LAYERS or not all(
@@ -59,7 +64,8 @@ class AutoencoderHasher(Hasher):
                 isinstance(w, int) and 1 <= w <= MAX_WIDTH for w in self.decoder_hidden)):
             raise ConfigError(f"decoder layers must be 0 to {MAX_LAYERS} widths from 1 to {MAX_WIDTH:,}, "
                               f"got {self.decoder_hidden}")
-        if not isinstance(target_words, int) or isinstance(target_words, bool) or target_words < 0:
+        if target_words is not None and (
+                not isinstance(target_words, int) or isinstance(target_words, bool) or target_words < 0):
             raise ConfigError(f"target_words must be 0 (every word) or a positive count, got {target_words!r}")
         self.target_words = target_words
         self.dropout = dropout
@@ -73,10 +79,19 @@ class AutoencoderHasher(Hasher):
         self.history["threads"] = threads
         return self
 
+    def decoder_for(self, output_type: str) -> tuple[list[int] | None, int]:
+        """(decoder widths, words rebuilt) for this output: the ones given, else the text defaults for texts
+        (TEXT_DECODER, TEXT_TARGET_WORDS), the mirrored decoder over every column otherwise."""
+        text = output_type == "distribution"
+        decoder = self.decoder_hidden if self.decoder_hidden is not None else (list(TEXT_DECODER) if text else None)
+        words = self.target_words if self.target_words is not None else (TEXT_TARGET_WORDS if text else 0)
+        return decoder, words if text else 0
+
     def _fit(self, X: Features, output_type: str, progress: bool) -> None:
+        decoder, words = self.decoder_for(output_type)
         cfg = AEConfig(input_dim=X.shape[1], bits=self.bits, hidden=self.hidden, output_type=output_type,
-                       dropout=self.dropout, input_scale=input_scale(X), decoder_hidden=self.decoder_hidden,
-                       target_columns=frequent_columns(X, self.target_words) if output_type == "distribution" else None)
+                       dropout=self.dropout, input_scale=input_scale(X), decoder_hidden=decoder,
+                       target_columns=frequent_columns(X, words))
         torch.manual_seed(self.train_config.seed)  # weight init is part of what the seed fixes
         self.model = BinaryAutoencoder(cfg)
         graph = targets = None

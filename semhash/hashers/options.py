@@ -19,8 +19,8 @@ from .base import Hasher
 class TrainingOptions:
     bits: int = 32
     hasher: str = "ae"
-    epochs: int = 30
-    batch_size: int = 0          # 0: about 100 steps an epoch, 32 to 256 items a batch
+    epochs: int | None = None    # None: 30, texts 10 (semhash.hashers.train.auto_epochs)
+    batch_size: int = 0          # 0: about 100 steps an epoch, 32 to 256 items a batch (texts: 50, to 1,024)
     lr: float = 1e-3
     noise: float = 4.0
     hidden: Sequence[int] | str = (256,)   # encoder widths (the decoder mirrors them); "512,256" as text
