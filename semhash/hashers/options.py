@@ -23,7 +23,7 @@ class TrainingOptions:
     batch_size: int = 0          # 0: about 100 steps an epoch, 32 to 256 items a batch (texts: 50, to 1,024)
     lr: float = 1e-3
     noise: float = 4.0
-    hidden: Sequence[int] | str = (256,)   # encoder widths (the decoder mirrors them); "512,256" as text
+    hidden: Sequence[int] | str = (256,)   # encoder widths (the decoder mirrors them; texts: linear); "512,256" as text
     neighbors: float = 0.0
     temperature: float = 0.3
     diffusion: float = 0.3
