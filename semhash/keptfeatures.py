@@ -75,10 +75,11 @@ class KeptFeatures:
             raise MissingItemError(f"{len(missing)} candidates have no kept features in the store; index the "
                                    f"corpus again with --keep-features into a new directory", missing)
         if not self.sparse:
-            out = np.empty((len(rows), self.dim), np.float32)
-            for i, r in enumerate(rows.tolist()):
-                out[i] = np.frombuffer(blobs[r], _F32, count=self.dim)
-            return out
+            data = b"".join([blobs[r] for r in rows.tolist()])
+            if len(data) != len(rows) * self.dim * 4:
+                raise IndexError_("a kept features row in the store is damaged; index the corpus again with "
+                                  "--keep-features into a new directory")
+            return np.frombuffer(data, _F32).reshape(len(rows), self.dim).astype(np.float32)
         parts = [self._sparse_row(blobs[r]) for r in rows.tolist()]
         lengths = np.array([len(p[0]) for p in parts], np.int64)
         indptr = np.r_[0, np.cumsum(lengths)]

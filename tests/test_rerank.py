@@ -404,3 +404,57 @@ def test_postgresql(text, tmp_path, pg_url, pg_namespace, monkeypatch):
     assert [got(a.hits) for a in again.query_batch(QUERIES, k=5, rerank=True)] == \
         [brute_force(again, records, q, 5, 2, 100) for q in QUERIES]
     again.close()
+
+
+# --- (6) the dense top-k path (single precision, then double for the pairs that may be in the top k) --------------
+class _DenseFeatures:
+    """Kept features from an array, as KeptFeatures.gather gives them."""
+    sparse = False
+
+    def __init__(self, X):
+        self.X, self.dim = np.asarray(X, np.float32), X.shape[1]
+
+    def gather(self, row_ids):
+        return self.X[np.asarray(row_ids)]
+
+
+def _exact_rerank(results, queries, features, k):
+    """The answer of scoring every pair in double precision (the path taken without k)."""
+    import semhash.rerank as rr
+    query_of = np.repeat(np.arange(len(results)), np.diff(results.lims))
+    scores = np.round(rr.cosine(features, queries, query_of, results.row_ids), 6)
+    order = rr._order(query_of, scores, results.distances)
+    out = []
+    for i in range(len(results)):
+        take = order[results.lims[i]:results.lims[i + 1]][:k]
+        out.append((results.row_ids[take].tolist(), results.distances[take].tolist(), scores[take].tolist()))
+    return out
+
+
+@pytest.mark.parametrize("gemm_factor", [0, 1e9])  # each candidate row gathered / one product over all of them
+@pytest.mark.parametrize("counts", ["equal", "unequal"])
+def test_dense_top_k_equals_double_precision_scoring(monkeypatch, gemm_factor, counts):
+    import semhash.rerank as rr
+    from semhash.search import Result, Results
+    monkeypatch.setattr(rr, "GEMM_FACTOR", gemm_factor)
+    rng = np.random.default_rng(3)
+    dim, n, nq = 24, 400, 60
+    # coarse values: many pairs with equal cosines, and many within single precision's error of each other
+    X = rng.integers(-2, 3, (n, dim)).astype(np.float32)
+    X[0:392:7] = X[1:393:7]  # exact duplicates
+    X[5] = 0.0  # an all-zero row scores 0
+    X[6] = X[7] * (1 + 1e-7)  # nearly parallel: cosines that differ in the 7th decimal
+    Q = rng.integers(-2, 3, (nq, dim)).astype(np.float32)
+    Q[3] = 0.0
+    res = []
+    for i in range(nq):
+        m = 50 if counts == "equal" else int(rng.integers(0, 60))
+        rows = rng.choice(n, m, replace=False).astype(np.int64)
+        d = np.sort(rng.integers(0, 4, m)).astype(np.int32)
+        res.append(Result(rows, d, np.zeros(m, bool), 1, "ball"))
+    results, features = Results.from_list(res), _DenseFeatures(X)
+    for k in (1, 5, 50, 70):
+        got, scores = rr.rerank_results(results, Q, features, k)
+        want = _exact_rerank(results, Q, features, k)
+        assert [(r.row_ids.tolist(), r.distances.tolist(), s.tolist()) for r, s in zip(got, scores)] == want, k
+        assert all(r.strategy == "ball+rerank" for r in got)
