@@ -105,7 +105,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the figures depend on it: float sums)")
     ap.add_argument("--log", type=Path, default=Path("ablate_ae.jsonl"))
     ap.add_argument("--table-only", action="store_true", help="run nothing: the table of the runs in --log")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME:OPTION=VALUE,...",
+                    help="a variant of one's own, e.g. n20:n_neighbors=20 (values read as JSON); repeatable")
     args = ap.parse_args()
+    for spec in args.extra:
+        name, _, opts = spec.partition(":")
+        VARIANTS[name] = {k: json.loads(v) for k, v in (o.split("=", 1) for o in opts.split(",") if o)}
     seeds = [int(s) for s in args.seeds.split(",")]
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
