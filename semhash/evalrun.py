@@ -229,7 +229,7 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
     featurize_seconds, feature_knn, chance, sign_reference, results (one dict per method x bits:
     method, bits, train_seconds, encode_seconds, query_encode_seconds, eval_seconds, metrics,
     diagnostics, curves, hasher, history)."""
-    from .features import featurizer_for
+    from .features import featurizer_for, fit_features
 
     methods, bits = parse_methods(methods), parse_bits(bits)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -260,8 +260,8 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
         f"{database.kind}s, {len(queries)} queries ({'drawn from the corpus' if query_from == 'split' else 'separate'}), "
         f"{len(set(db_labels))} labels")
     t0 = time.perf_counter()
-    featurizer = featurizer_for(database.kind, **(feature_options or {})).fit(database)
-    X_db, X_q = featurizer.transform(database), featurizer.transform(queries)
+    featurizer = featurizer_for(database.kind, **(feature_options or {}))
+    X_db, X_q = fit_features(featurizer, database), featurizer.transform(queries)
     featurize_seconds = time.perf_counter() - t0
     say(f"Featurized in {featurize_seconds:.1f} s: {featurizer.dim} dimensions ({featurizer.output_type})")
 

@@ -177,6 +177,14 @@ class DenseFeaturizer:
 Featurizer = TextFeaturizer | DenseFeaturizer
 
 
+def fit_features(featurizer, batch: Batch):
+    """Fit the featurizer to the batch and return the batch's features, in one pass where the featurizer
+    has one (texts: tokenized once, about half the time of fit then transform)."""
+    if hasattr(featurizer, "fit_transform"):
+        return featurizer.fit_transform(batch)
+    return featurizer.fit(batch).transform(batch)
+
+
 def featurizer_for(kind: str, **options) -> Featurizer:
     """The featurizer for a corpus kind ("text" or "vector"); for texts, `featurizer` "tfidf" (default) or
     "embed:MODEL" (sentence embeddings, semhash.embedding)."""

@@ -20,7 +20,7 @@ from . import __version__
 from .codes import to_hex
 from .corpus import Batch, Corpus
 from .errors import ModelError
-from .features import Featurizer, featurizer_for, load_featurizer
+from .features import Featurizer, featurizer_for, fit_features, load_featurizer
 from .fsutil import MODEL, atomic_directory, directory_checksum, read_manifest
 from .hashers import hasher_class
 from .hashers.base import Hasher
@@ -67,13 +67,9 @@ class Model:
             progress: bool = True) -> "Model":
         """Fit a featurizer to the batch, then the hasher to its features."""
         featurizer = featurizer_for(data.kind, **(feature_options or {}))
-        if hasattr(featurizer, "fit_transform"):  # texts: tokenized once
-            X = featurizer.fit_transform(data)
-        else:
-            featurizer.fit(data)
-            if hasattr(featurizer, "progress"):  # embedding a large sample takes minutes: show it
-                featurizer.progress = progress
-            X = featurizer.transform(data)
+        if hasattr(featurizer, "progress"):  # embedding a large sample takes minutes: show it
+            featurizer.progress = progress
+        X = fit_features(featurizer, data)
         if hasattr(featurizer, "progress"):
             featurizer.progress = False
         hasher.fit(X, output_type=featurizer.output_type, progress=progress)

@@ -95,11 +95,8 @@ def _dense_top(features, queries, query_of: np.ndarray, row_ids: np.ndarray, dis
     rounding to 6 decimals, whatever the distances: it cannot be in the top k, and only the others are
     scored in double."""
     distinct, which = np.unique(row_ids, return_inverse=True)
-    c = features.gather(distinct)
-    norms = np.sqrt(np.einsum("ij,ij->i", c, c, dtype=np.float64))
-    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    q64 = _unit_rows(queries)
-    c32, q32 = c * inv[:, None].astype(np.float32), q64.astype(np.float32)
+    c64, q64 = _unit_rows(features.gather(distinct)), _unit_rows(queries)
+    c32, q32 = c64.astype(np.float32), q64.astype(np.float32)
     approx = np.empty(len(row_ids), np.float32)
     n = len(bounds) - 1
     counts = np.diff(bounds)
@@ -125,7 +122,7 @@ def _dense_top(features, queries, query_of: np.ndarray, row_ids: np.ndarray, dis
         kth[got] = approx[rank[bounds[:-1][got] + np.minimum(counts[got], k) - 1]]
     keep = np.flatnonzero(approx >= kth[query_of] - margin)
     scores = np.zeros(len(row_ids))
-    exact = np.einsum("ij,ij->i", q64[query_of[keep]], c[which[keep]].astype(np.float64) * inv[which[keep], None])
+    exact = np.einsum("ij,ij->i", q64[query_of[keep]], c64[which[keep]])
     scores[keep] = np.round(np.clip(exact, -1.0, 1.0), 6)
     return keep, scores
 
@@ -151,5 +148,5 @@ def _unit_rows(X):
         norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
         return sp.csr_matrix(sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ X)
     X = np.asarray(X, dtype=np.float64)
-    norms = np.linalg.norm(X, axis=1)
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X))  # a fraction of np.linalg.norm's time on wide rows
     return X * np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)[:, None]
