@@ -30,6 +30,30 @@ def test_normalized_adjacency_is_symmetric_with_unit_top_eigenvalue():
     assert (inv_root > 0).all()
 
 
+def test_shared_neighbour_weights_count_common_neighbours_on_the_graphs_edges():
+    # 0-1-2 a triangle, 3 tied to 2 only: edge 0-1 has one common neighbour (2), edge 2-3 none
+    graph = np.array([[1, 2], [0, 2], [0, 1], [2, 2]])
+    plain, _ = normalized_adjacency(graph)
+    A, inv_root = normalized_adjacency(graph, shared=2.0)
+    W = A.toarray() / np.outer(inv_root, inv_root)  # undo the degree normalization
+    assert abs(A - A.T).max() < 1e-12 and np.linalg.eigvalsh(A.toarray())[-1] == pytest.approx(1.0)
+    assert W[0, 1] == pytest.approx(4.0)  # (1 + 1 shared) ** 2
+    assert W[2, 3] == pytest.approx(1.0)  # (1 + 0) ** 2
+    assert W[0, 3] == 0 and W[1, 3] == 0  # sharing neighbour 2 makes no edge where the graph has none
+    assert np.array_equal(A.toarray() > 0, plain.toarray() > 0)
+    assert np.array_equal(normalized_adjacency(graph, shared=0.0)[0].toarray(), plain.toarray())
+
+
+def test_shared_neighbour_weights_keep_the_walk_inside_its_clique():
+    # the one edge between the cliques has no common neighbours, so it weighs least: the slowest mode
+    # (the cliques' split) gets an eigenvalue closer to 1 and dominates the diffusion coordinates more
+    graph = two_cliques()
+    gap = [1 - np.sort(np.linalg.eigvalsh(normalized_adjacency(graph, s)[0].toarray()))[-2] for s in (0.0, 2.0)]
+    assert gap[1] < gap[0] / 10
+    codes = diffusion_codes(graph, bits=1, time=10, shared=2.0)
+    assert len(set(codes[:10, 0])) == 1 and len(set(codes[10:, 0])) == 1 and codes[0, 0] != codes[10, 0]
+
+
 def two_cliques(size=10):
     """The k-NN lists of two cliques of `size` nodes joined by one edge (0 -- size)."""
     nodes = np.arange(2 * size)
@@ -158,7 +182,8 @@ def test_tiny_training_sets_skip_the_diffusion_term():
     assert _fit(X).encode(X).shape == (len(X), 1)
 
 
-@pytest.mark.parametrize("kw", [dict(diffusion=-1), dict(diffusion_time=-1), dict(diffusion_mix=-0.5)])
+@pytest.mark.parametrize("kw", [dict(diffusion=-1), dict(diffusion_time=-1), dict(diffusion_mix=-0.5),
+                                dict(shared_neighbors=-1)])
 def test_config_validation(kw):
     with pytest.raises(ConfigError):
         TrainConfig(**kw)

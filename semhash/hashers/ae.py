@@ -118,7 +118,7 @@ class AutoencoderHasher(Hasher):
                 from .diffusion import default_time, diffusion_codes
                 time = tc.diffusion_time if tc.diffusion_time is not None else default_time(output_type)
                 targets = diffusion_codes(graph, self.bits, time, seed=tc.seed, view=view,
-                                          mix=tc.diffusion_mix)
+                                          mix=tc.diffusion_mix, shared=tc.shared_neighbors)
         if shared and use_diffusion:
             targets = distributed.share(targets, np.float32)
         self.history = train(self.model, X, tc, progress=progress, neighbors=graph, targets=targets)

@@ -35,12 +35,21 @@ def default_time(output_type: str) -> float:
     return TEXT_TIME if output_type == "distribution" else OTHER_TIME
 
 
-def normalized_adjacency(neighbors: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
-    """D^-1/2 W D^-1/2 of the symmetrized 0/1 k-NN graph, and D^-1/2 (the degrees' inverse roots)."""
+def normalized_adjacency(neighbors: np.ndarray, shared: float = 0.0) -> tuple[sp.csr_matrix, np.ndarray]:
+    """D^-1/2 W D^-1/2 of the symmetrized k-NN graph, and D^-1/2 (the degrees' inverse roots).
+
+    shared = 0: every edge weighs 1. shared > 0: an edge i-j weighs (1 + s_ij) ** shared, s_ij the number
+    of neighbours i and j have in common (shared-nearest-neighbour weights): an edge inside a dense cluster
+    is backed by many common neighbours, a stray edge between two clusters by few, so the walk crosses
+    between clusters less often."""
     n, k = neighbors.shape
     rows = np.repeat(np.arange(n), k)
-    W = sp.csr_matrix((np.ones(n * k), (rows, neighbors.ravel())), shape=(n, n))
-    W = ((W + W.T) > 0).astype(np.float64)
+    A = sp.csr_matrix((np.ones(n * k), (rows, neighbors.ravel())), shape=(n, n))
+    W = ((A + A.T) > 0).astype(np.float64)
+    if shared > 0:
+        common = (A @ A.T).multiply(W)  # shared neighbours, on the graph's edges only
+        W = (W + common).tocsr()
+        W.data **= shared
     inv_root = 1.0 / np.sqrt(np.maximum(np.asarray(W.sum(axis=1)).ravel(), 1.0))
     D = sp.diags(inv_root)
     return (D @ W @ D).tocsr(), inv_root
@@ -62,7 +71,8 @@ def main_components(A: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return keep, rank[label[keep]]
 
 
-def diffusion_embedding(neighbors: np.ndarray, dims: int, time: float, seed: int = 0) -> np.ndarray:
+def diffusion_embedding(neighbors: np.ndarray, dims: int, time: float, seed: int = 0,
+                        shared: float = 0.0) -> np.ndarray:
     """(n, dims) diffusion-map coordinates of the graph: the random walk's leading non-trivial
     eigenvectors, each scaled by eigenvalue**time (time = 0: all scaled alike).
 
@@ -72,7 +82,7 @@ def diffusion_embedding(neighbors: np.ndarray, dims: int, time: float, seed: int
     components (main_components) are left out of the solve and get zero coordinates: their codes come
     from the mixed-in view."""
     n = neighbors.shape[0]
-    A, inv_root = normalized_adjacency(neighbors)
+    A, inv_root = normalized_adjacency(neighbors, shared)
     keep, component = main_components(A)
     if not keep.all():
         A, inv_root = A[keep][:, keep].tocsr(), inv_root[keep]
@@ -112,14 +122,15 @@ def _unit_rms(Y: np.ndarray) -> np.ndarray:
 
 
 def diffusion_codes(neighbors: np.ndarray, bits: int, time: float, seed: int = 0, view: np.ndarray | None = None,
-                    mix: float = 0.0) -> np.ndarray:
+                    mix: float = 0.0, shared: float = 0.0) -> np.ndarray:
     """(n, bits) bool: the diffusion embedding's top `bits` principal directions, rotated by ITQ
     and thresholded at zero (balanced, decorrelated bits that keep the embedding's distances).
 
+    shared: the graph's edge weights (normalized_adjacency).
     view, mix: the rows' own coordinates (principal_view), weighted by mix against the diffusion
     coordinates (both scaled to unit mean square norm) and embedded beside them: the fine,
     within-cluster detail that a long walk has smoothed away."""
-    Y = _unit_rms(diffusion_embedding(neighbors, max(EIGENVECTORS, bits), time, seed))
+    Y = _unit_rms(diffusion_embedding(neighbors, max(EIGENVECTORS, bits), time, seed, shared))
     if view is not None and mix > 0:
         Y = np.hstack([Y, mix * _unit_rms(np.asarray(view, dtype=np.float64))])
     Y -= Y.mean(axis=0)

@@ -45,6 +45,8 @@ class TrainConfig:
     diffusion: float = 0.3     # weight of the diffusion-code target term (relative, likewise); see diffusion.py
     diffusion_time: float | None = None  # random-walk steps of the diffusion codes (more = coarser, class-like
                                          # bits); None: 10 for texts, 100 otherwise (see diffusion.default_time)
+    shared_neighbors: float = 0.0  # > 0: the diffusion graph's edges weigh (1 + neighbours shared) ** this
+                                   # (diffusion.normalized_adjacency); 0: every edge weighs 1
     diffusion_mix: float = 1.0  # weight of the items' own principal coordinates beside the diffusion ones
     # the autoencoder family (all off by default); weights are relative to the reconstruction loss, as above
     corruption: float = 0.0    # denoising: share of input entries zeroed in training (texts: word dropout)
@@ -63,7 +65,8 @@ class TrainConfig:
         numbers = {"learning rate": self.lr, "noise": self.noise, "balance": self.balance,
                    "decorrelation": self.decorrelation, "neighbors": self.neighbors, "temperature": self.temperature,
                    "diffusion": self.diffusion, "diffusion time": self.diffusion_time or 0.0,
-                   "diffusion mix": self.diffusion_mix, "validation fraction": self.val_fraction,
+                   "diffusion mix": self.diffusion_mix,
+                   "shared_neighbors": self.shared_neighbors, "validation fraction": self.val_fraction,
                    "corruption": self.corruption, "input_noise": self.input_noise, "sparsity": self.sparsity,
                    "sparsity_target": self.sparsity_target, "contractive": self.contractive,
                    "variational": self.variational}
@@ -82,6 +85,8 @@ class TrainConfig:
             (min(self.balance, self.decorrelation, self.neighbors, self.diffusion) >= 0, "penalty weights must be >= 0"),
             ((self.diffusion_time is None or self.diffusion_time >= 0) and self.diffusion_mix >= 0,
              "diffusion time and mix must be >= 0"),
+            (self.shared_neighbors >= 0, f"shared_neighbors is the power of the shared-neighbour edge weights: "
+                                         f">= 0 (0: every edge weighs 1); got {self.shared_neighbors}"),
             (self.n_neighbors >= 1, "n_neighbors must be at least 1"),
             (0 <= self.corruption < 1, f"corruption (--corruption) is the share of input entries zeroed in training: "
                                        f"from 0 (off) up to, not including, 1; got {self.corruption}"),
