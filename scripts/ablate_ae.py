@@ -42,6 +42,8 @@ VARIANTS: dict[str, dict] = {
     # the text defaults before 2026-12-02 (mirrored decoder, every word rebuilt, batches to 256, 30 epochs);
     # on dense vectors (Fashion-MNIST) the same as the baseline
     "mirrored-decoder": {"decoder_hidden": [256], "target_words": 0, "batch_size": 256, "epochs": 30},
+    # the walk for vectors before 2026-12-02: the plain 10-NN graph, 100 steps (texts: the default itself)
+    "old-walk": {"shared_neighbors": 0, "n_neighbors": 10, "diffusion_time": 100},
     "lr-3e-3": {"lr": 3e-3},
     "epochs-30": {"epochs": 30},                             # the default for vectors; texts take 10
     "epochs-15": {"epochs": 15},

@@ -183,15 +183,34 @@ def test_tiny_training_sets_skip_the_diffusion_term():
 
 
 @pytest.mark.parametrize("kw", [dict(diffusion=-1), dict(diffusion_time=-1), dict(diffusion_mix=-0.5),
-                                dict(shared_neighbors=-1)])
+                                dict(shared_neighbors=-1), dict(n_neighbors=0), dict(n_neighbors=2.5)])
 def test_config_validation(kw):
     with pytest.raises(ConfigError):
         TrainConfig(**kw)
 
 
-def test_default_walk_length_depends_on_the_data_type():
-    from semhash.hashers.diffusion import default_time
+def test_default_walk_depends_on_the_data_type():
+    from semhash.hashers.diffusion import default_walk
 
-    assert default_time("distribution") == 10.0
-    assert default_time("unit") == default_time("real") == 100.0
-    assert TrainConfig().diffusion_time is None
+    assert default_walk("distribution") == (10, 10.0, 0.0)  # texts: a short walk on the plain 10-NN graph
+    assert default_walk("unit") == (20, 300.0, 2.0)  # images: a long one, shared-neighbour weights
+    assert default_walk("real") == (10, 100.0, 0.0)  # other vectors (embeddings): the plain graph
+    tc = TrainConfig()
+    assert tc.diffusion_time is None and tc.n_neighbors is None and tc.shared_neighbors is None
+
+
+def test_walk_settings_given_replace_the_defaults(monkeypatch):
+    import semhash.hashers.diffusion as diffusion
+    from semhash.hashers import neighbors
+
+    seen = {}
+    real_graph, real_codes = neighbors.knn_graph, diffusion.diffusion_codes
+    monkeypatch.setattr(neighbors, "knn_graph", lambda X, k, **kw: seen.update(k=k) or real_graph(X, k, **kw))
+    monkeypatch.setattr(diffusion, "diffusion_codes", lambda g, bits, time, **kw: seen.update(
+        time=time, shared=kw["shared"]) or real_codes(g, bits, time, **kw))
+    X = np.random.default_rng(0).random((120, 8)).astype(np.float32)
+    tc = TrainConfig(epochs=1, device="cpu", diffusion=0.3)
+    AutoencoderHasher(bits=8, hidden=[16], train_config=tc).fit(X, output_type="unit", progress=False)
+    assert seen == {"k": 20, "time": 300.0, "shared": 2.0}
+    _fit(X, diffusion=0.3, n_neighbors=7, diffusion_time=5, shared_neighbors=0)
+    assert seen == {"k": 7, "time": 5, "shared": 0}

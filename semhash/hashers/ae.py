@@ -112,13 +112,15 @@ class AutoencoderHasher(Hasher):
             if progress:
                 print(f"neighbour graph of {X.shape[0]:,} rows" + (" and its diffusion codes" if use_diffusion else "")
                       + " ...", file=sys.stderr, flush=True)
+            from .diffusion import default_walk, diffusion_codes
+            walk = default_walk(output_type)._replace(  # the settings given, the defaults for this data otherwise
+                **{k: v for k, v in (("n_neighbors", tc.n_neighbors), ("time", tc.diffusion_time),
+                                     ("shared", tc.shared_neighbors)) if v is not None})
             view = principal_view(X, seed=tc.seed)
-            graph = knn_graph(X, tc.n_neighbors, seed=tc.seed, view=view, device=pick_device(tc.device))
+            graph = knn_graph(X, walk.n_neighbors, seed=tc.seed, view=view, device=pick_device(tc.device))
             if use_diffusion:
-                from .diffusion import default_time, diffusion_codes
-                time = tc.diffusion_time if tc.diffusion_time is not None else default_time(output_type)
-                targets = diffusion_codes(graph, self.bits, time, seed=tc.seed, view=view,
-                                          mix=tc.diffusion_mix, shared=tc.shared_neighbors)
+                targets = diffusion_codes(graph, self.bits, walk.time, seed=tc.seed, view=view,
+                                          mix=tc.diffusion_mix, shared=walk.shared)
         if shared and use_diffusion:
             targets = distributed.share(targets, np.float32)
         self.history = train(self.model, X, tc, progress=progress, neighbors=graph, targets=targets)

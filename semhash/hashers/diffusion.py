@@ -15,6 +15,8 @@ single-precision eigensolve of 64 vectors (about 9 s on the Debian descriptions'
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
@@ -23,16 +25,31 @@ from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 from ..errors import ModelError
 from .baselines import itq_rotation
 
-TEXT_TIME, OTHER_TIME = 10.0, 100.0  # default walk lengths, measured (README, "How the defaults were chosen")
 EIGENVECTORS = 64  # diffusion coordinates computed (at least `bits`)
 ITQ_ITERATIONS = 50
 MIN_COMPONENT = 0.01  # share of the graph's nodes a component needs to get diffusion coordinates
 
 
-def default_time(output_type: str) -> float:
-    """The walk length when none is given: texts (the autoencoder's "distribution" output) need a short
-    walk (their LSA neighbour graph is noisy: a long walk blurs sections together), images a long one."""
-    return TEXT_TIME if output_type == "distribution" else OTHER_TIME
+class Walk(NamedTuple):
+    """The graph and walk settings a TrainConfig leaves at None: neighbours per item in the k-NN graph,
+    random-walk steps, and the power of the shared-neighbour edge weights (normalized_adjacency)."""
+    n_neighbors: int
+    time: float
+    shared: float
+
+
+# measured (README, "How the autoencoder learns" and "Measured results"), per output of the autoencoder:
+# texts ("distribution") need a short walk on the plain 10-NN graph (their LSA neighbour graph is noisy: a
+# long walk blurs sections together, and shared-neighbour weights did not help); images and other inputs in
+# [0, 1] ("unit") a long walk on the 20-NN graph whose edges weigh (1 + neighbours shared) ** 2, which keeps
+# the walk inside dense clusters; other real vectors ("real", such as sentence embeddings) a long walk on the
+# plain 10-NN graph, since the shared-neighbour weights cost them neighbour recall
+WALKS = {"distribution": Walk(10, 10.0, 0.0), "unit": Walk(20, 300.0, 2.0), "real": Walk(10, 100.0, 0.0)}
+
+
+def default_walk(output_type: str) -> Walk:
+    """The graph and walk settings for this kind of data (WALKS; "real" for an output not listed)."""
+    return WALKS.get(output_type, WALKS["real"])
 
 
 def normalized_adjacency(neighbors: np.ndarray, shared: float = 0.0) -> tuple[sp.csr_matrix, np.ndarray]:

@@ -40,13 +40,16 @@ class TrainConfig:
     balance: float = 0.25      # weight of the bit-balance penalty (relative to the reconstruction loss)
     decorrelation: float = 0.0  # weight of the bit-decorrelation penalty (relative, likewise)
     neighbors: float = 0.0     # weight of the neighbour (contrastive) term (relative, likewise)
-    n_neighbors: int = 10      # neighbours per item in the k-NN graph of the training rows
+    n_neighbors: int | None = None  # neighbours per item in the k-NN graph of the training rows; None: 10, images
+                                    # 20 (diffusion.default_walk)
     temperature: float = 0.3   # of the neighbour term's softmax
     diffusion: float = 0.3     # weight of the diffusion-code target term (relative, likewise); see diffusion.py
     diffusion_time: float | None = None  # random-walk steps of the diffusion codes (more = coarser, class-like
-                                         # bits); None: 10 for texts, 100 otherwise (see diffusion.default_time)
-    shared_neighbors: float = 0.0  # > 0: the diffusion graph's edges weigh (1 + neighbours shared) ** this
-                                   # (diffusion.normalized_adjacency); 0: every edge weighs 1
+                                         # bits); None: 10 for texts, 300 for images, 100 otherwise
+                                         # (diffusion.default_walk)
+    shared_neighbors: float | None = None  # > 0: the diffusion graph's edges weigh (1 + neighbours shared) ** this
+                                           # (diffusion.normalized_adjacency); 0: every edge weighs 1; None: 2 for
+                                           # images, 0 otherwise (diffusion.default_walk)
     diffusion_mix: float = 1.0  # weight of the items' own principal coordinates beside the diffusion ones
     # the autoencoder family (all off by default); weights are relative to the reconstruction loss, as above
     corruption: float = 0.0    # denoising: share of input entries zeroed in training (texts: word dropout)
@@ -66,7 +69,7 @@ class TrainConfig:
                    "decorrelation": self.decorrelation, "neighbors": self.neighbors, "temperature": self.temperature,
                    "diffusion": self.diffusion, "diffusion time": self.diffusion_time or 0.0,
                    "diffusion mix": self.diffusion_mix,
-                   "shared_neighbors": self.shared_neighbors, "validation fraction": self.val_fraction,
+                   "shared_neighbors": self.shared_neighbors or 0.0, "validation fraction": self.val_fraction,
                    "corruption": self.corruption, "input_noise": self.input_noise, "sparsity": self.sparsity,
                    "sparsity_target": self.sparsity_target, "contractive": self.contractive,
                    "variational": self.variational}
@@ -85,9 +88,10 @@ class TrainConfig:
             (min(self.balance, self.decorrelation, self.neighbors, self.diffusion) >= 0, "penalty weights must be >= 0"),
             ((self.diffusion_time is None or self.diffusion_time >= 0) and self.diffusion_mix >= 0,
              "diffusion time and mix must be >= 0"),
-            (self.shared_neighbors >= 0, f"shared_neighbors is the power of the shared-neighbour edge weights: "
+            (self.shared_neighbors is None or self.shared_neighbors >= 0, f"shared_neighbors is the power of the shared-neighbour edge weights: "
                                          f">= 0 (0: every edge weighs 1); got {self.shared_neighbors}"),
-            (self.n_neighbors >= 1, "n_neighbors must be at least 1"),
+            (self.n_neighbors is None or (isinstance(self.n_neighbors, int) and self.n_neighbors >= 1),
+             f"n_neighbors must be a whole number, at least 1 (None: the default for the data); got {self.n_neighbors!r}"),
             (0 <= self.corruption < 1, f"corruption (--corruption) is the share of input entries zeroed in training: "
                                        f"from 0 (off) up to, not including, 1; got {self.corruption}"),
             (self.input_noise >= 0, f"input_noise (--input-noise) is a noise std: >= 0 (0: off); "
