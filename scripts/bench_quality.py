@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Code quality of every method at every code length, on Fashion-MNIST and the Debian descriptions: the
-README's quality table, from the raw data, in one command.
+"""Code quality of every method at every code length, on Fashion-MNIST, the Debian descriptions and their
+sentence embeddings: the README's quality tables, from the raw data, in one command.
 
-    python scripts/bench_quality.py                          # both datasets, ae,itq,pca,lsh at 16,32,64 bits
+    python scripts/bench_quality.py                          # fmnist and debian, ae,itq,pca,lsh at 16,32,64 bits
     python scripts/bench_quality.py --datasets fmnist --bits 32 --methods ae,itq --out-json fm32.json
+    python scripts/bench_quality.py --datasets embed --bits 32,64 --methods ae,itq --seeds 0,1,2 \
+        --debian-corpus debian.jsonl --embed-cache emb21k.npy
 
 Datasets (relevance = same label; every method is scored on the same split, with the same seed):
 
@@ -17,6 +19,13 @@ Datasets (relevance = same label; every method is scored on the same split, with
   the database; TF-IDF features fitted on the database. The long descriptions need the translation
   indices: `sudo apt-get update -o Acquire::Languages=en` first (the script refuses without them), or
   give a corpus built earlier with --debian-corpus FILE.
+- embed: the first --embed-limit (21,000) records of that Debian corpus, embedded with all-MiniLM-L6-v2
+  (the extra semhash[embed]; about 400 s on two cores, cached to --embed-cache as .npy) and hashed as
+  vectors; --embed-queries (1,000) queries drawn by the seeded split, the rest is the database. Besides the
+  quality metrics (label = Section), this dataset reports queries/s on the same split: semhash's re-rank
+  path (an index with keep_features, Engine.query_batch(k=10, rerank=True, candidates=100 | 1,000)),
+  plain numpy rescoring of the sign codes' Hamming top 100 | 1,000, and an exact cosine scan
+  (scripts/bench_recall.py's timers, best of --repeat).
 
 Everything goes through `semhash.evalrun.run_evaluation`, the driver of `semhash eval`. Prints one
 markdown table per dataset on stdout (progress on stderr) and writes all figures, curves and timings as
@@ -50,10 +59,10 @@ sys.path.insert(0, str(SCRIPTS))
 
 from semhash.corpus import Corpus  # noqa: E402
 from semhash.errors import SemhashError  # noqa: E402
-from semhash.evalrun import (NEIGHBOUR_CANDIDATES, batch_from_arrays, format_table, parse_bits,  # noqa: E402
-                             parse_methods, run_evaluation, split_queries)
+from semhash.evalrun import (NEIGHBOUR_CANDIDATES, batch_from_arrays, format_table, make_hasher,  # noqa: E402
+                             parse_bits, parse_methods, run_evaluation, split_queries)
 
-DATASETS = ("fmnist", "debian")
+DATASETS = ("fmnist", "debian", "embed")
 TRANSLATIONS = "/var/lib/apt/lists/*Translation-en*"
 
 
@@ -83,6 +92,74 @@ def build_debian(path: Path) -> str:
     if res.returncode != 0:
         sys.exit(f"error: {' '.join(cmd)} failed:\n{res.stderr}")
     return res.stderr.strip()
+
+
+def debian_corpus(arg: str | None, tmp: str, say) -> tuple[Path, dict]:
+    """The Debian corpus file (--debian-corpus, built there if missing) and its description."""
+    path = Path(arg) if arg else Path(tmp) / "debian-all.jsonl"
+    info = {"source": "Debian package descriptions (make_debian_sample.py --limit 0 --min-section-size 200)",
+            "corpus": str(path)}
+    if not path.exists():
+        info["built"] = build_debian(path)
+        say(info["built"])
+    return path, info
+
+
+def load_embed(path: Path, limit: int, cache: str | None):
+    """The first `limit` Debian descriptions as all-MiniLM-L6-v2 embeddings (bench_recall.embeddings: the
+    same rows and cache), labelled by Section, as one vector Batch."""
+    from bench_recall import embeddings
+
+    X = embeddings(str(path), limit, cache)
+    records = Corpus(path).read_all()
+    if len(records) < len(X):
+        raise SemhashError(f"{path} holds {len(records)} records, the embeddings {len(X)}: a stale --embed-cache?")
+    labels = [r[0] for r in records.labels[:len(X)]]
+    return batch_from_arrays(X, labels, ids=records.ids[:len(X)]), {
+        "source": f"the first {len(X):,} Debian descriptions, all-MiniLM-L6-v2 embeddings", "corpus": str(path),
+        "embed_cache": cache}
+
+
+def embed_speed(db, queries, methods, bits, seed: int, ae_options: dict, repeat: int, say) -> dict:
+    """Queries/s on one split: semhash's re-rank path for each method and code length (an Engine trained as
+    run_evaluation's hashers are, indexed with its features kept), numpy's sign-code rescoring, an exact scan."""
+    import shutil
+
+    from bench_recall import exact_qps, numpy_sign_qps, semhash_qps
+    from semhash.engine import Engine
+    from semhash.model import Model
+
+    q = np.asarray(queries.vectors, np.float32)
+    X = np.asarray(db.vectors, np.float32)
+    out, work = {}, Path(tempfile.mkdtemp(prefix="semhash-qps-"))
+    try:
+        for method in methods:
+            for b in bits:
+                engine = Engine(Model.fit(db, make_hasher(method, b, seed, ae_options), {}, progress=False))
+                out[f"{method} {b}"] = semhash_qps(engine, q, work, repeat, X)
+                say(f"  seed {seed}: {method} {b} bits: " + ", ".join(f"{k} {v:,.0f}" for k, v in out[f'{method} {b}'].items()))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out["sign"] = numpy_sign_qps(q, X, repeat)
+    out["exact"] = {"qps": exact_qps(q, X, repeat)}
+    return out
+
+
+def speed_table(speeds: list[dict], sign_bits: int) -> str:
+    """Markdown: queries/s (mean ± std over the seeds) of each path at 100 and 1,000 candidates."""
+    def cell(values):
+        return f"{np.mean(values):,.0f} ± {np.std(values):,.0f}" if len(values) > 1 else f"{values[0]:,.0f}"
+
+    lines = ["| path | q/s re-rank 100 | q/s re-rank 1,000 |", "|---|---:|---:|"]
+    for key in speeds[0]:
+        if key == "exact":
+            lines.append(f"| exact cosine scan (numpy) | {cell([s[key]['qps'] for s in speeds])} (whole database) | |")
+            continue
+        name = (f"sign of each dimension, {sign_bits} bits (numpy)" if key == "sign"
+                else f"semhash {key.split()[0]}, {key.split()[1]} bits (Engine.query_batch, rerank)")
+        lines.append(f"| {name} | {cell([s[key]['qps 100'] for s in speeds])} | "
+                     f"{cell([s[key]['qps 1000'] for s in speeds])} |")
+    return "\n".join(lines)
 
 
 def parse_tune(spec: str | None) -> tuple[str, list] | None:
@@ -141,13 +218,16 @@ def aggregate_table(reports: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="fmnist,debian", help="comma-separated: fmnist, debian")
+    ap.add_argument("--datasets", default="fmnist,debian", help="comma-separated: fmnist, debian, embed")
     ap.add_argument("--bits", default="16,32,64", help="comma-separated code lengths")
     ap.add_argument("--methods", default="ae,itq,pca,lsh", help="comma-separated: ae, itq, pca, lsh")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds (of the Debian query split and of every "
                                                  "hasher); the table gives mean ± std over them")
     ap.add_argument("--tune", default=None, metavar="NAME=V1,V2,...",
                     help="choose this autoencoder option per seed on a validation split of the database")
+    ap.add_argument("--ae", action="append", default=[], metavar="NAME=VALUE",
+                    help="an autoencoder option (semhash train's, or a TrainConfig field such as n_neighbors; the "
+                         "value read as JSON); repeatable")
     ap.add_argument("--tune-queries", type=int, default=2000, help="validation queries for --tune")
     ap.add_argument("-k", type=int, default=100, help="precision@k cut-off")
     ap.add_argument("--epochs", type=int, default=None, help="autoencoder epochs (default: the trainer's)")
@@ -157,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--debian-corpus", default=None,
                     help="the Debian corpus JSONL: used if it exists, else built there (default: a temporary file)")
     ap.add_argument("--debian-queries", type=int, default=2000, help="queries drawn from the Debian corpus")
+    ap.add_argument("--embed-limit", type=int, default=21_000, help="embed: the first N Debian records")
+    ap.add_argument("--embed-queries", type=int, default=1000, help="embed: queries drawn from them")
+    ap.add_argument("--embed-cache", default=None, help="embed: the embeddings' .npy cache (read, else written)")
+    ap.add_argument("--repeat", type=int, default=3, help="embed: timed runs of each query batch (the best is kept)")
+    ap.add_argument("--no-speed", action="store_true", help="embed: skip the queries/s measurements")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = ap.parse_args(argv)
 
@@ -181,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
            "datasets": {}}
     ae_options = {"epochs": args.epochs, "device": args.device}
+    ae_options.update({k: json.loads(v) for k, v in (o.split("=", 1) for o in args.ae)})
     with tempfile.TemporaryDirectory(prefix="semhash-bench-") as tmp:
         for name in datasets:
             started = time.perf_counter()
@@ -188,15 +274,18 @@ def main(argv: list[str] | None = None) -> int:
             if name == "fmnist":
                 db, queries, info = load_fmnist(args.fmnist_root)
                 query_count = None
-            else:
-                path = Path(args.debian_corpus) if args.debian_corpus else Path(tmp) / "debian-all.jsonl"
-                info = {"source": "Debian package descriptions (make_debian_sample.py --limit 0 "
-                                  "--min-section-size 200)", "corpus": str(path)}
-                if not path.exists():
-                    info["built"] = build_debian(path)
-                    say(info["built"])
+            elif name == "debian":
+                path, info = debian_corpus(args.debian_corpus, tmp, say)
                 db, queries, query_count = Corpus(path).read_all(), None, args.debian_queries
-            reports = []
+            else:
+                path, _ = debian_corpus(args.debian_corpus, tmp, say)
+                try:
+                    db, info = load_embed(path, args.embed_limit, args.embed_cache)
+                except SemhashError as e:
+                    print(f"error: {name}: {e}", file=sys.stderr)
+                    return 1
+                queries, query_count = None, args.embed_queries
+            reports, speeds = [], []
             for seed in seeds:
                 options, chosen = dict(ae_options), None
                 try:
@@ -214,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
                 report["dataset"].update(info)
                 report["tuned"] = chosen
+                if name == "embed" and not args.no_speed:
+                    split_db, split_q = split_queries(db, query_count, seed, name)
+                    report["queries_per_second"] = embed_speed(split_db, split_q, methods, bits, seed, options,
+                                                               args.repeat, say)
+                    speeds.append(report["queries_per_second"])
                 reports.append(report)
                 if len(seeds) > 1:
                     print(f"\n#### {name}, seed {seed}\n\n{format_table(report, markdown=True)}", flush=True)
@@ -226,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ds['feature_dim']:,} feature dimensions; seeds {', '.join(map(str, seeds))}; "
                   f"{wall:.0f} s in all\n")
             print(aggregate_table(reports) if len(seeds) > 1 else format_table(reports[0], markdown=True))
+            if speeds:
+                print(f"\nqueries/s, all {reports[0]['dataset']['queries']:,} queries at once, k = 10, best of {args.repeat}:\n")
+                print(speed_table(speeds, reports[0]["sign_reference"]["bits"]))
             if tuning:
                 print("\ntuned on a validation split of the database: "
                       + ", ".join(f"seed {s}: {r['tuned']['option']}={r['tuned']['value']}" for s, r in zip(seeds, reports)

@@ -39,8 +39,13 @@ K = 10
 
 
 def embeddings(path: str, limit: int, cache: str | None) -> np.ndarray:
+    """The first `limit` texts of the JSONL corpus `path`, embedded; a cache of at least that many rows (the
+    same corpus, embedded earlier) is read instead, and a new embedding is saved to it."""
     if cache and Path(cache).exists():
-        return np.load(cache)
+        X = np.load(cache, mmap_mode="r")
+        if len(X) >= limit:
+            return np.array(X[:limit])
+        print(f"{cache} holds {len(X)} rows, fewer than {limit}: embedding again", flush=True)
     with open(path, encoding="utf-8") as fh:
         texts = [json.loads(line)["text"] for _, line in zip(range(limit), fh)]
     f = EmbeddingFeaturizer("all-MiniLM-L6-v2")
@@ -124,9 +129,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timed runs of each query batch (the best is kept)")
     ap.add_argument("--cache", default=None)
     ap.add_argument("--ae", action="append", default=[], metavar="NAME=VALUE",
-                    help="a training option of the autoencoder (semhash train's, e.g. diffusion_time=10); repeatable")
+                    help="a training option of the autoencoder (TrainConfig's, e.g. diffusion_time=10; values read as JSON); "
+                         "repeatable")
     args = ap.parse_args()
-    ae_options = {k: float(v) for k, v in (o.split("=", 1) for o in args.ae)}
+    ae_options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.ae)}  # 20 an int, 0.5 a float
     X = embeddings(args.corpus, args.limit, args.cache)
     bits = [int(b) for b in args.bits.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
