@@ -92,6 +92,7 @@ def numpy_sign_qps(q: np.ndarray, db: np.ndarray, repeat: int, block: int = 100)
     D = db / np.linalg.norm(db, axis=1, keepdims=True)
 
     def run(n: int) -> None:
+        n = min(n, len(db))  # a database smaller than the candidates: every item is one
         for s in range(0, len(q), block):
             h = hamming_distances(qc[s:s + block], dc)
             cand = np.argpartition(h, n - 1, axis=1)[:, :n]
