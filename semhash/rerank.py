@@ -16,9 +16,13 @@ PAIR_BLOCK = 1 << 22     # dense: feature values multiplied at once when scoring
 SPARSE_PAIRS = 1 << 16   # sparse: pairs scored by one product of a block of queries and their candidates
 SPARSE_QUERIES = 64      # sparse: most queries in that block (the product is queries x candidates)
 # dense, single precision: a block of queries times all distinct candidates (GEMM_ENTRIES products at most at
-# once) when there are at most GEMM_FACTOR times as many distinct candidates as candidates a query: measured on two
-# cores, a product of 64 GFLOP/s against 7 GB/s of gathered rows, so the product wins below about 36 times
-GEMM_FACTOR = 16
+# once) when there are at most gemm_factor() times as many distinct candidates as candidates a query, else each
+# query's candidate rows gathered and multiplied. Measured on two cores (2026-12-02, 384 dimensions): while a
+# query's gathered rows fit in GATHER_CACHE bytes, the product wins below about 16 times (100 candidates a query);
+# beyond it the gather runs from memory, several times slower a pair, and the product wins below 50 to 65 times
+# (300 and 1,000 candidates a query)
+GEMM_FACTOR, GEMM_FACTOR_SPILLED = 16, 48
+GATHER_CACHE = 1 << 18
 GEMM_ENTRIES = 1 << 24
 
 
@@ -83,6 +87,12 @@ def rerank_results(results, queries, features,
     return out, out_scores
 
 
+def gemm_factor(per_query: float, dim: int) -> float:
+    """How many times as many distinct candidates as candidates a query the one-product scoring is worth
+    (GEMM_FACTOR while a query's single-precision rows fit in GATHER_CACHE, else GEMM_FACTOR_SPILLED)."""
+    return GEMM_FACTOR if per_query * dim * 4 <= GATHER_CACHE else GEMM_FACTOR_SPILLED
+
+
 def _dense_top(features, queries, query_of: np.ndarray, row_ids: np.ndarray, dists: np.ndarray,
                bounds: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(positions, scores): the pairs that may be in their query's top k by (rounded cosine, distance,
@@ -100,7 +110,8 @@ def _dense_top(features, queries, query_of: np.ndarray, row_ids: np.ndarray, dis
     approx = np.empty(len(row_ids), np.float32)
     n = len(bounds) - 1
     counts = np.diff(bounds)
-    if len(distinct) <= GEMM_FACTOR * len(row_ids) / max(1, n):
+    per_query = len(row_ids) / max(1, n)
+    if len(distinct) <= gemm_factor(per_query, features.dim) * per_query:
         # few distinct candidates for the pairs: every query of a block times every one of them (one matrix
         # product), then each pair's entry; cheaper than gathering a feature row per pair
         step = max(1, GEMM_ENTRIES // len(distinct))

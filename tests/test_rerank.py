@@ -431,12 +431,20 @@ def _exact_rerank(results, queries, features, k):
     return out
 
 
+def test_the_one_product_scoring_is_chosen_by_the_candidates_a_query_and_their_bytes():
+    import semhash.rerank as rr
+
+    assert rr.gemm_factor(100, 384) == rr.GEMM_FACTOR  # 150 KiB of rows a query: the gather stays in cache
+    assert rr.gemm_factor(1000, 384) == rr.GEMM_FACTOR_SPILLED  # 1.5 MiB: it runs from memory
+    assert rr.GEMM_FACTOR < rr.GEMM_FACTOR_SPILLED
+
+
 @pytest.mark.parametrize("gemm_factor", [0, 1e9])  # each candidate row gathered / one product over all of them
 @pytest.mark.parametrize("counts", ["equal", "unequal"])
 def test_dense_top_k_equals_double_precision_scoring(monkeypatch, gemm_factor, counts):
     import semhash.rerank as rr
     from semhash.search import Result, Results
-    monkeypatch.setattr(rr, "GEMM_FACTOR", gemm_factor)
+    monkeypatch.setattr(rr, "gemm_factor", lambda per_query, dim: gemm_factor)
     rng = np.random.default_rng(3)
     dim, n, nq = 24, 400, 60
     # coarse values: many pairs with equal cosines, and many within single precision's error of each other
