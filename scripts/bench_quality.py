@@ -46,6 +46,7 @@ import glob
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,8 +60,8 @@ sys.path.insert(0, str(SCRIPTS))
 
 from semhash.corpus import Corpus  # noqa: E402
 from semhash.errors import SemhashError  # noqa: E402
-from semhash.evalrun import (NEIGHBOUR_CANDIDATES, batch_from_arrays, format_table, make_hasher,  # noqa: E402
-                             parse_bits, parse_methods, run_evaluation, split_queries)
+from semhash.evalrun import (NEIGHBOUR_CANDIDATES, batch_from_arrays, format_table, parse_bits,  # noqa: E402
+                             parse_methods, run_evaluation, split_queries)
 
 DATASETS = ("fmnist", "debian", "embed")
 TRANSLATIONS = "/var/lib/apt/lists/*Translation-en*"
@@ -120,11 +121,9 @@ def load_embed(path: Path, limit: int, cache: str | None):
         "embed_cache": cache}
 
 
-def embed_speed(db, queries, methods, bits, seed: int, ae_options: dict, repeat: int, say) -> dict:
-    """Queries/s on one split: semhash's re-rank path for each method and code length (an Engine trained as
-    run_evaluation's hashers are, indexed with its features kept), numpy's sign-code rescoring, an exact scan."""
-    import shutil
-
+def embed_speed(db, queries, fitted: dict, repeat: int, say) -> dict:
+    """Queries/s on one split: semhash's re-rank path for each hasher that run_evaluation fitted on it (an
+    Engine indexing the database with its features kept), numpy's sign-code rescoring, an exact scan."""
     from bench_recall import exact_qps, numpy_sign_qps, semhash_qps
     from semhash.engine import Engine
     from semhash.model import Model
@@ -133,11 +132,13 @@ def embed_speed(db, queries, methods, bits, seed: int, ae_options: dict, repeat:
     X = np.asarray(db.vectors, np.float32)
     out, work = {}, Path(tempfile.mkdtemp(prefix="semhash-qps-"))
     try:
-        for method in methods:
-            for b in bits:
-                engine = Engine(Model.fit(db, make_hasher(method, b, seed, ae_options), {}, progress=False))
-                out[f"{method} {b}"] = semhash_qps(engine, q, work, repeat, X)
-                say(f"  seed {seed}: {method} {b} bits: " + ", ".join(f"{k} {v:,.0f}" for k, v in out[f'{method} {b}'].items()))
+        for key, hasher in fitted.items():
+            if key == "featurizer":
+                continue
+            name = f"{key[0]} {key[1]}"
+            out[name] = semhash_qps(Engine(Model(fitted["featurizer"], hasher, {"trained_on": len(db)})), q, work,
+                                    repeat, X)
+            say(f"  {name} bits: " + ", ".join(f"{k} {v:,.0f}" for k, v in out[name].items()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out["sign"] = numpy_sign_qps(q, X, repeat)
@@ -295,18 +296,19 @@ def main(argv: list[str] | None = None) -> int:
                         options[tuning[0]] = value
                         chosen = {"option": tuning[0], "value": value, "validation_map": scores}
                         say(f"  seed {seed}: {tuning[0]}={value} chosen on the validation split")
+                    timed = name == "embed" and not args.no_speed
+                    fitted = {} if timed else None  # the hashers, kept for the timings
                     report = run_evaluation(db, queries, query_count=query_count, methods=methods, bits=bits,
                                             k=args.k, seed=seed, ae_options=options, name=name, log=say,
-                                            progress=not args.quiet)
+                                            progress=not args.quiet, fitted=fitted)
                 except SemhashError as e:
                     print(f"error: {name}: {e}", file=sys.stderr)
                     return 1
                 report["dataset"].update(info)
                 report["tuned"] = chosen
-                if name == "embed" and not args.no_speed:
-                    split_db, split_q = split_queries(db, query_count, seed, name)
-                    report["queries_per_second"] = embed_speed(split_db, split_q, methods, bits, seed, options,
-                                                               args.repeat, say)
+                if timed:
+                    split_db, split_q = split_queries(db, query_count, seed, name)  # run_evaluation's split
+                    report["queries_per_second"] = embed_speed(split_db, split_q, fitted, args.repeat, say)
                     speeds.append(report["queries_per_second"])
                 reports.append(report)
                 if len(seeds) > 1:

@@ -168,7 +168,7 @@ def evaluate_method(method: str, bits: int, X_db, X_q, db_labels: Sequence, q_la
                     radius: int = 2, seed: int = 0, output_type: str = "real", ae_options: dict | None = None,
                     log: Log | None = None, progress: bool = False) -> dict:
     """Fit one hasher on the database features, encode, rank, score: (one result dict, see `run_evaluation`;
-    the (query codes, database codes) it scored)."""
+    the (query codes, database codes) it scored; the fitted hasher)."""
     hasher = make_hasher(method, bits, seed, ae_options)
     t0 = time.perf_counter()
     hasher.fit(X_db, output_type=output_type, progress=progress)
@@ -206,14 +206,14 @@ def evaluate_method(method: str, bits: int, X_db, X_q, db_labels: Sequence, q_la
     if log:
         log(f"  {method} {bits} bits: trained in {t1 - t0:.1f} s, encoded in {t2 - t1 + t3 - t2:.1f} s, "
             f"evaluated in {t4 - t3:.1f} s: mAP {metrics['map']:.4f}, P@{k} {metrics[f'precision_at_{k}']:.4f}")
-    return result, (q_codes, db_codes)
+    return result, (q_codes, db_codes), hasher
 
 
 def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count: int | None = None,
                    methods: str | Sequence[str] = DEFAULT_METHODS, bits: str | Sequence[int] = DEFAULT_BITS,
                    k: int = 100, radius: int = 2, seed: int = 0, ae_options: dict | None = None,
                    feature_options: dict | None = None, knn_ceiling: bool = True, neighbour_k: int | None = 10,
-                   name: str = "",
+                   name: str = "", fitted: dict | None = None,
                    source: str = "the corpus", query_source: str = "the query file",
                    log: Log | None = None, progress: bool = False) -> dict:
     """Evaluate every method at every code length on one dataset; returns the report (JSON-ready, NaN as None).
@@ -228,7 +228,8 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
     features only: report key sign_reference); None skips it. Report keys: format, dataset, settings,
     featurize_seconds, feature_knn, chance, sign_reference, results (one dict per method x bits:
     method, bits, train_seconds, encode_seconds, query_encode_seconds, eval_seconds, metrics,
-    diagnostics, curves, hasher, history)."""
+    diagnostics, curves, hasher, history). fitted: a dict that receives the fitted featurizer (key
+    "featurizer") and every fitted hasher (key (method, bits)), for a caller that goes on to use them."""
     from .features import featurizer_for, fit_features
 
     methods, bits = parse_methods(methods), parse_bits(bits)
@@ -263,6 +264,8 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
     featurizer = featurizer_for(database.kind, **(feature_options or {}))
     X_db, X_q = fit_features(featurizer, database), featurizer.transform(queries)
     featurize_seconds = time.perf_counter() - t0
+    if fitted is not None:
+        fitted["featurizer"] = featurizer
     say(f"Featurized in {featurize_seconds:.1f} s: {featurizer.dim} dimensions ({featurizer.output_type})")
 
     metric = "cosine" if database.kind == "text" else "euclidean"
@@ -277,9 +280,11 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
     results, scored = [], []  # scored: each result's (query codes, database codes), for neighbour recall
     for method in methods:
         for b in bits:
-            result, codes = evaluate_method(method, b, X_db, X_q, db_labels, q_labels, k=k, radius=radius, seed=seed,
-                                            output_type=featurizer.output_type, ae_options=ae_options, log=log,
-                                            progress=progress)
+            result, codes, hasher = evaluate_method(method, b, X_db, X_q, db_labels, q_labels, k=k, radius=radius,
+                                                    seed=seed, output_type=featurizer.output_type,
+                                                    ae_options=ae_options, log=log, progress=progress)
+            if fitted is not None:
+                fitted[(method, b)] = hasher
             results.append(result)
             scored.append(codes)
     sign_reference = None

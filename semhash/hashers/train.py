@@ -88,8 +88,9 @@ class TrainConfig:
             (min(self.balance, self.decorrelation, self.neighbors, self.diffusion) >= 0, "penalty weights must be >= 0"),
             ((self.diffusion_time is None or self.diffusion_time >= 0) and self.diffusion_mix >= 0,
              "diffusion time and mix must be >= 0"),
-            (self.shared_neighbors is None or self.shared_neighbors >= 0, f"shared_neighbors is the power of the shared-neighbour edge weights: "
-                                         f">= 0 (0: every edge weighs 1); got {self.shared_neighbors}"),
+            (self.shared_neighbors is None or self.shared_neighbors >= 0,
+             f"shared_neighbors is the power of the shared-neighbour edge weights: >= 0 (0: every edge weighs 1); "
+             f"got {self.shared_neighbors}"),
             (self.n_neighbors is None or (isinstance(self.n_neighbors, int) and self.n_neighbors >= 1),
              f"n_neighbors must be a whole number, at least 1 (None: the default for the data); got {self.n_neighbors!r}"),
             (0 <= self.corruption < 1, f"corruption (--corruption) is the share of input entries zeroed in training: "
