@@ -23,7 +23,8 @@ Datasets (relevance = same label; every method is scored on the same split, with
   (the extra semhash[embed]; about 400 s on two cores, cached to --embed-cache as .npy) and hashed as
   vectors; --embed-queries (1,000) queries drawn by the seeded split, the rest is the database. Besides the
   quality metrics (label = Section), this dataset reports queries/s on the same split: semhash's re-rank
-  path (an index with keep_features, Engine.query_batch(k=10, rerank=True, candidates=100 | 1,000)),
+  path (an index with keep_features, Engine.query_batch(k=10, rerank=True, candidates=100 | 1,000), the
+  candidates by Hamming distance, then with asymmetric=True),
   plain numpy rescoring of the sign codes' Hamming top 100 | 1,000, and an exact cosine scan
   (scripts/bench_recall.py's timers, best of --repeat).
 
@@ -36,7 +37,8 @@ split too) and the table gives mean ± std over the seeds. A setting may be chos
 NAME=V1,V2,... (an autoencoder option, e.g. diffusion_time=10,30,100): each value is scored on a
 validation split drawn from the database (--tune-queries items, a seed of its own; never the reported
 queries), and the best mAP's value is used for that seed's reported run. Neighbour recall (R@10, and
-re-ranking the codes' top 100 and 1,000 by cosine) is scored for every code, with the sign of every
+re-ranking the codes' top 100 and 1,000 by cosine; A@10 and A@10/N the same with the codes ranked by
+their asymmetric score against the query's logits) is scored for every code, with the sign of every
 centred feature dimension as the reference (dense features).
 """
 from __future__ import annotations
@@ -156,10 +158,12 @@ def speed_table(speeds: list[dict], sign_bits: int) -> str:
         if key == "exact":
             lines.append(f"| exact cosine scan (numpy) | {cell([s[key]['qps'] for s in speeds])} (whole database) | |")
             continue
-        name = (f"sign of each dimension, {sign_bits} bits (numpy)" if key == "sign"
-                else f"semhash {key.split()[0]}, {key.split()[1]} bits (Engine.query_batch, rerank)")
-        lines.append(f"| {name} | {cell([s[key]['qps 100'] for s in speeds])} | "
-                     f"{cell([s[key]['qps 1000'] for s in speeds])} |")
+        for asym in ("", "asym ") if key != "sign" else ("",):
+            name = (f"sign of each dimension, {sign_bits} bits (numpy)" if key == "sign"
+                    else f"semhash {key.split()[0]}, {key.split()[1]} bits (Engine.query_batch, rerank"
+                         + (", asymmetric)" if asym else ")"))
+            lines.append(f"| {name} | {cell([s[key][f'qps {asym}100'] for s in speeds])} | "
+                         f"{cell([s[key][f'qps {asym}1000'] for s in speeds])} |")
     return "\n".join(lines)
 
 
@@ -190,9 +194,11 @@ def tune(db, name: str, values: list, seed: int, n_val: int, ae_options: dict, b
 def aggregate_table(reports: list[dict]) -> str:
     """One markdown table, mean ± std over the seeds' reports (same methods and bits in each)."""
     k, nk = reports[0]["settings"]["k"], reports[0]["settings"].get("neighbour_k")
-    recall = ([f"recall_at_{nk}"] + [f"recall_at_{nk}_rerank_{n}" for n in NEIGHBOUR_CANDIDATES if n]) if nk else []
+    recall = [f"recall_at_{nk}{a}" + (f"_rerank_{n}" if n else "") for a in ("", "_asym")
+              for n in NEIGHBOUR_CANDIDATES] if nk else []
     cols = ["map", f"precision_at_{k}"] + recall
-    names = ["mAP", f"P@{k}"] + (([f"R@{nk}"] + [f"R@{nk}/{n}" for n in NEIGHBOUR_CANDIDATES if n]) if nk else [])
+    names = ["mAP", f"P@{k}"] + [f"{a}@{nk}" + (f"/{n}" if n else "") for a in ("R", "A")
+                                 for n in NEIGHBOUR_CANDIDATES] * bool(nk)
 
     def cell(values):
         values = [v for v in values if v is not None]

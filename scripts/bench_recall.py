@@ -72,7 +72,8 @@ def best_time(fn, repeat: int) -> float:
 
 
 def semhash_qps(engine: Engine, q: np.ndarray, work: Path, repeat: int, db: np.ndarray) -> dict:
-    """Queries/s of Engine.query_batch with re-ranking of 100 and 1,000 candidates, on a fresh index."""
+    """Queries/s of Engine.query_batch with re-ranking of 100 and 1,000 candidates, on a fresh index: the
+    candidates by Hamming distance ("qps N"), then by asymmetric score ("qps asym N")."""
     index, corpus = work / f"index-{time.monotonic_ns()}", work / "db.npy"
     if not corpus.exists():
         np.save(corpus, db)
@@ -81,6 +82,9 @@ def semhash_qps(engine: Engine, q: np.ndarray, work: Path, repeat: int, db: np.n
     out = {}
     for n in CANDIDATES[1:]:
         out[f"qps {n}"] = len(q) / best_time(lambda: engine.query_batch(qb, k=K, rerank=True, candidates=n), repeat)
+    for n in CANDIDATES[1:]:
+        out[f"qps asym {n}"] = len(q) / best_time(
+            lambda: engine.query_batch(qb, k=K, rerank=True, candidates=n, asymmetric=True), repeat)
     engine.close()
     shutil.rmtree(index, ignore_errors=True)
     return out

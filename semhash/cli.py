@@ -328,9 +328,13 @@ def index_cmd(corpus: str, output: str, model_dir: str | None, db_url: str | Non
                    "(an index built with --keep-features); score becomes that cosine.")
 @click.option("--candidates", type=int, default=None,
               help="With --rerank and -k: how many nearest by Hamming distance to re-rank  [default: max(10k, 100)].")
+@click.option("--asymmetric", is_flag=True,
+              help="Choose the hits (or the --rerank candidates) by the asymmetric score of every stored code "
+                   "against the query's real-valued code, not by Hamming distance: more of the true neighbours, "
+                   "for a scan of the codes. Needs -k; score becomes that score in [0, 1] without --rerank.")
 @_fail_cleanly
 def query(file: str, index_dir: str, k: int, radius: int, strategy: str, fmt: str, rerank: bool,
-          candidates: int | None) -> None:
+          candidates: int | None, asymmetric: bool) -> None:
     """Search the index for each query in FILE (text lines, JSONL with text or vector, .npy; - for stdin)."""
     from .corpus import Corpus
     from .engine import Engine
@@ -341,7 +345,7 @@ def query(file: str, index_dir: str, k: int, radius: int, strategy: str, fmt: st
         header = fmt == "tsv"
         for batch in source.batches():
             answers = engine.query_iter(batch, k=k or None, radius=radius, strategy=strategy, rerank=rerank,
-                                        candidates=candidates)
+                                        candidates=candidates, asymmetric=asymmetric)
             first = next(answers, None)  # the batch is searched before anything is printed
             if first is None:
                 continue
@@ -452,7 +456,8 @@ def serve(index_dir: str, host: str, port: int, workers: int, threads: int, api_
               help="Standardize dense vectors before hashing.")
 @click.option("--neighbour-k", default=10, show_default=True,
               help="Neighbour recall: recall@N of the exact cosine top-N on the features, by the codes alone and "
-                   "re-ranking their top 100 and 1,000 (R@N, R@N/100, R@N/1000); 0 skips it.")
+                   "re-ranking their top 100 and 1,000 (R@N, R@N/100, R@N/1000), and the same by the codes' "
+                   "asymmetric scores against the queries' logits (A@N, A@N/100, A@N/1000); 0 skips it.")
 @click.option("--json", "json_path", default=None, help="Also write every figure (and the curves) to this JSON file.")
 @click.option("--plot", "plot_path", default=None,
               help="Draw precision-recall and precision@k curves into this image (needs matplotlib).")
@@ -471,8 +476,10 @@ def eval_cmd(corpus: str, queries_path: str | None, query_count: int | None, met
     precision@k with ties in index order and, beside each, the tie-averaged (expected) value; precision and
     recall within Hamming radius 2; distinct database codes; training seconds; neighbour recall (R@10: the
     share of each query's 10 nearest items by cosine on the features that the codes rank in their top 10;
-    R@10/100 and R@10/1000 re-rank the codes' top 100 and 1,000 by cosine). The sign row (dense features) is
-    the vector databases' binary quantization, the sign of every centred feature, one bit per dimension;
+    R@10/100 and R@10/1000 re-rank the codes' top 100 and 1,000 by cosine; A@10, A@10/100 and A@10/1000 the
+    same with the codes ranked by their asymmetric score against the query's logits, as `query --asymmetric`
+    does). The sign row (dense features) is the vector databases' binary quantization, the sign of every
+    centred feature, one bit per dimension (its A columns rank by the centred query vector);
     the float-knn row is the precision@k of exact kNN on the features (a reference ceiling), the random
     row a random ranking's.
     """

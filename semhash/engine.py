@@ -18,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .codes import to_hex
+from .codes import pack, to_hex
 from .corpus import Batch, Corpus, batch_from_dicts, records_from_strings
 from .errors import ConfigError, IndexError_, SemhashError
 from .fsutil import INDEX, MANIFEST, atomic_directory, check_target, directory_checksum
@@ -44,8 +44,9 @@ class Hit:
     came from the exact fill beyond the searched radius.
 
     The score is 1 - distance/bits, in [0, 1]; with `rerank=True` it is instead the cosine similarity
-    of the query's features and the item's kept features (rounded to 6 decimals), and `distance`
-    stays the Hamming distance."""
+    of the query's features and the item's kept features (rounded to 6 decimals), and with
+    `asymmetric=True` alone the asymmetric score of the item's code, scaled to [0, 1] (1 for the
+    query's own code; see semhash.asymmetric). `distance` stays the Hamming distance."""
 
     id: str
     distance: int
@@ -404,25 +405,30 @@ class Engine:
 
     # --- querying -------------------------------------------------------------------------
     def query(self, item, k: int | None = 10, radius: int = 2, strategy: str = "auto", rerank: bool = False,
-              candidates: int | None = None) -> list["Hit"]:
+              candidates: int | None = None, asymmetric: bool = False) -> list["Hit"]:
         """Hits for one query (a text, or a vector as a list or 1-D array)."""
         items = [item] if isinstance(item, str) else [list(np.asarray(item, dtype=np.float32).ravel())]
         return self.query_batch(items, k=k, radius=radius, strategy=strategy, rerank=rerank,
-                                candidates=candidates)[0].hits
+                                candidates=candidates, asymmetric=asymmetric)[0].hits
 
     def query_batch(self, items: Batch | list, k: int | None = 10, radius: int = 2, strategy: str = "auto",
-                    rerank: bool = False, candidates: int | None = None) -> list["Answer"]:
+                    rerank: bool = False, candidates: int | None = None, asymmetric: bool = False) -> list["Answer"]:
         """Answer many queries together (a Batch, a list of texts, or a 2-D array of vectors).
 
         `rerank=True` (an index built with keep_features): the code search gives the candidates (with k,
         the `candidates` nearest by Hamming distance, default max(10 k, 100); with k=None, every item
         within the radius), ordered by the cosine similarity of their kept features to the query's
-        (ties: Hamming distance, then search order); the first k are returned, scored by that cosine."""
+        (ties: Hamming distance, then search order); the first k are returned, scored by that cosine.
+
+        `asymmetric=True` (k-nearest only): the items are chosen by the asymmetric score of their codes
+        against the query's real-valued code (its logits: how sure each bit is; semhash.asymmetric)
+        instead of by Hamming distance, over every stored code: the k best (or the re-rank candidates);
+        radius and strategy do not apply."""
         return list(self.query_iter(items, k=k, radius=radius, strategy=strategy, rerank=rerank,
-                                    candidates=candidates))
+                                    candidates=candidates, asymmetric=asymmetric))
 
     def query_iter(self, items: Batch | list, k: int | None = 10, radius: int = 2, strategy: str = "auto",
-                   rerank: bool = False, candidates: int | None = None,
+                   rerank: bool = False, candidates: int | None = None, asymmetric: bool = False,
                    max_hits: int = ANSWER_BLOCK) -> Iterator["Answer"]:
         """`query_batch`, one Answer at a time, in bounded memory: the batch is searched in blocks of
         queries whose answers hold at most about SPAN_BLOCK hit buckets, and the answers are built in
@@ -431,11 +437,25 @@ class Engine:
         self._require_index()
         if candidates is not None and not rerank:
             raise ConfigError("candidates applies only to re-ranking (rerank=True, --rerank)")
+        if asymmetric and k is None:
+            raise ConfigError("asymmetric search needs k (it ranks every stored code; there is no radius)")
         batch = items if isinstance(items, Batch) else records_from_strings(items)
         self.model.check_kind(batch, "the query")
         n = len(batch)
         if rerank:
-            search, step = self._rerank_search(batch, k, radius, strategy, candidates), max(1, n)
+            search, step = self._rerank_search(batch, k, radius, strategy, candidates, asymmetric), max(1, n)
+        elif asymmetric:
+            codes, weights = self._query_codes(self.model.features(batch))
+            k_live = self.live.check(k, radius, strategy)[0]
+
+            def search(a: int, b: int, conn):
+                found, score = self.live.asymmetric(codes[a:b], weights[a:b], k_live)
+                total = np.abs(weights[a:b]).sum(axis=1)
+                q = np.repeat(np.arange(b - a), found.counts())
+                scaled = np.round((1 + score / np.maximum(total[q], 1e-30)) / 2, 6)
+                return found, np.split(scaled, found.lims[1:-1])
+
+            step = max(1, SPAN_BLOCK // max(1, k_live))
         else:
             codes = self.model.encode(batch)
             self.live.check(k, radius, strategy)  # bad options fail at the call, not at the first answer
@@ -448,7 +468,13 @@ class Engine:
         return itertools.chain.from_iterable(self._stream(batch.ids, a, min(a + step, n), search, max_hits)
                                              for a in range(0, n, step))
 
-    def _rerank_search(self, batch: Batch, k: int | None, radius: int, strategy: str, candidates: int | None):
+    def _query_codes(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """(packed codes, logits as float32) of query features: the real-valued codes of asymmetric search."""
+        weights = np.asarray(self.model.hasher.logits(X), np.float32)
+        return pack(weights > 0), weights
+
+    def _rerank_search(self, batch: Batch, k: int | None, radius: int, strategy: str, candidates: int | None,
+                       asymmetric: bool = False):
         features = self.features
         n_candidates = None
         if k is not None:
@@ -456,11 +482,17 @@ class Engine:
                 raise ConfigError(f"candidates must be at least k ({k}), got {candidates}")
             n_candidates = candidates if candidates is not None else max(10 * k, 100)
         X = self.model.features(batch)
-        codes = self.model.hasher.encode(X)
-        self.live.check(n_candidates, radius, strategy)
+        if asymmetric:
+            codes, weights = self._query_codes(X)
+        else:
+            codes = self.model.hasher.encode(X)
+        n_live = self.live.check(n_candidates, radius, strategy)[0]
 
         def search(a: int, b: int, conn):
-            found = self.live.search(codes[a:b], k=n_candidates, radius=radius, strategy=strategy)
+            if asymmetric:
+                found = self.live.asymmetric(codes[a:b], weights[a:b], n_live)[0]
+            else:
+                found = self.live.search(codes[a:b], k=n_candidates, radius=radius, strategy=strategy)
             reranked, scores = rerank_results(found, X[a:b], features.at(conn), k)
             return Results.from_list(reranked), scores
         return search

@@ -168,7 +168,7 @@ def evaluate_method(method: str, bits: int, X_db, X_q, db_labels: Sequence, q_la
                     radius: int = 2, seed: int = 0, output_type: str = "real", ae_options: dict | None = None,
                     log: Log | None = None, progress: bool = False) -> dict:
     """Fit one hasher on the database features, encode, rank, score: (one result dict, see `run_evaluation`;
-    the (query codes, database codes) it scored; the fitted hasher)."""
+    the (query codes, database codes, query logits or None) it scored; the fitted hasher)."""
     hasher = make_hasher(method, bits, seed, ae_options)
     t0 = time.perf_counter()
     hasher.fit(X_db, output_type=output_type, progress=progress)
@@ -206,7 +206,7 @@ def evaluate_method(method: str, bits: int, X_db, X_q, db_labels: Sequence, q_la
     if log:
         log(f"  {method} {bits} bits: trained in {t1 - t0:.1f} s, encoded in {t2 - t1 + t3 - t2:.1f} s, "
             f"evaluated in {t4 - t3:.1f} s: mAP {metrics['map']:.4f}, P@{k} {metrics[f'precision_at_{k}']:.4f}")
-    return result, (q_codes, db_codes), hasher
+    return result, (q_codes, db_codes, q_logits), hasher
 
 
 def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count: int | None = None,
@@ -224,8 +224,10 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
     progress: show the autoencoder's own progress bar. neighbour_k: also score each code's neighbour
     recall, recall@neighbour_k of the exact cosine top-neighbour_k on the features (ranked by the codes
     alone, and re-ranking their top 100 and 1,000 by cosine; metrics recall_at_K, recall_at_K_rerank_100,
-    recall_at_K_rerank_1000), with the sign of every centred feature dimension as the reference (dense
-    features only: report key sign_reference); None skips it. Report keys: format, dataset, settings,
+    recall_at_K_rerank_1000), and the same ranking by the asymmetric score of the codes against the
+    queries' logits (semhash.asymmetric; recall_at_K_asym, recall_at_K_asym_rerank_N), with the sign of
+    every centred feature dimension as the reference, its asymmetric ranking by the centred query
+    vectors (dense features only: report key sign_reference); None skips it. Report keys: format, dataset, settings,
     featurize_seconds, feature_knn, chance, sign_reference, results (one dict per method x bits:
     method, bits, train_seconds, encode_seconds, query_encode_seconds, eval_seconds, metrics,
     diagnostics, curves, hasher, history). fitted: a dict that receives the fitted featurizer (key
@@ -277,7 +279,7 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
         say(f"Float-feature kNN ceiling ({metric}): P@{k} {p:.4f} in {knn['seconds']:.1f} s")
     chance = chance_levels(q_labels, db_labels)
 
-    results, scored = [], []  # scored: each result's (query codes, database codes), for neighbour recall
+    results, scored = [], []  # scored: each result's (query codes, database codes, query logits), for neighbour recall
     for method in methods:
         for b in bits:
             result, codes, hasher = evaluate_method(method, b, X_db, X_q, db_labels, q_labels, k=k, radius=radius,
@@ -290,13 +292,15 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
     sign_reference = None
     if neighbour_k:
         t0 = time.perf_counter()
-        sets = dict(enumerate(scored))
+        sets = {i: (qc, dc) for i, (qc, dc, _) in enumerate(scored)}
+        weights = {i: w for i, (_, _, w) in enumerate(scored) if w is not None}
         dense = not sp.issparse(X_db)
         if dense:  # the binary quantization of vector databases; centred, so that pixels or counts split too
             centre = np.asarray(X_db, dtype=np.float32).mean(axis=0)
-            sets["sign"] = (sign_codes(np.asarray(X_q, np.float32) - centre),
-                            sign_codes(np.asarray(X_db, np.float32) - centre))
-        recalls = neighbour_recalls(X_q, X_db, sets, k=neighbour_k, candidates=NEIGHBOUR_CANDIDATES)
+            weights["sign"] = np.asarray(X_q, np.float32) - centre
+            sets["sign"] = (sign_codes(weights["sign"]), sign_codes(np.asarray(X_db, np.float32) - centre))
+        recalls = neighbour_recalls(X_q, X_db, sets, k=neighbour_k, candidates=NEIGHBOUR_CANDIDATES,
+                                    weights=weights)
         for i, res in enumerate(results):
             res["metrics"].update(_recall_metrics(recalls[i], neighbour_k))
         if dense:
@@ -325,9 +329,13 @@ def run_evaluation(database: Batch, queries: Batch | None = None, *, query_count
 
 
 def _recall_metrics(recall: dict, k: int) -> dict:
-    """neighbour_recalls' {"codes", "rerank N"} as metrics: recall_at_K, recall_at_K_rerank_N."""
-    return {(f"recall_at_{k}" if name == "codes" else f"recall_at_{k}_rerank_{name.split()[1]}"): v
-            for name, v in recall.items()}
+    """neighbour_recalls' {"codes", "rerank N", "asym codes", "asym rerank N"} as metrics: recall_at_K,
+    recall_at_K_rerank_N, recall_at_K_asym, recall_at_K_asym_rerank_N."""
+    def metric(name: str) -> str:
+        words = name.split()
+        asym = "_asym" if words[0] == "asym" else ""
+        return f"recall_at_{k}{asym}" + ("" if words[-1] == "codes" else f"_rerank_{words[-1]}")
+    return {metric(name): v for name, v in recall.items()}
 
 
 def jsonable(obj):
@@ -353,8 +361,9 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     nk = report["settings"].get("neighbour_k")
     header = ["method", "bits", "mAP", "mAP(avg)", f"P@{k}", f"P@{k}(avg)", f"r{r}-prec", f"r{r}-recall",
               "codes", "train-s"]
-    recall_keys = [f"recall_at_{nk}"] + [f"recall_at_{nk}_rerank_{n}" for n in NEIGHBOUR_CANDIDATES if n] if nk else []
-    header += ([f"R@{nk}"] + [f"R@{nk}/{n}" for n in NEIGHBOUR_CANDIDATES if n]) if nk else []
+    recall_keys = [f"recall_at_{nk}{a}" + (f"_rerank_{n}" if n else "") for a in ("", "_asym")
+                   for n in NEIGHBOUR_CANDIDATES] if nk else []
+    header += [f"{a}@{nk}" + (f"/{n}" if n else "") for a in ("R", "A") for n in NEIGHBOUR_CANDIDATES] if nk else []
     dash = ["-"] * len(recall_keys)
 
     def num(v, digits=4):

@@ -38,6 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import digamma
 
+from . import asymmetric
 from .codes import popcount, unpack
 from .errors import ConfigError
 
@@ -470,12 +471,19 @@ def neighbour_recall(query_features, db_features, query_codes: np.ndarray, db_co
 
 
 def neighbour_recalls(query_features, db_features, codes: dict[str, tuple[np.ndarray, np.ndarray]], k: int = 10,
-                      candidates: Sequence[int | None] = (None,), block_size: int | None = None) -> dict:
+                      candidates: Sequence[int | None] = (None,), block_size: int | None = None,
+                      weights: dict[str, np.ndarray] | None = None) -> dict:
     """`neighbour_recall` of several code sets ({name: (query codes, database codes)}) in one pass over
-    the float similarities, which cost more than everything else: {name: {"codes": ..., "rerank N": ...}}."""
+    the float similarities, which cost more than everything else: {name: {"codes": ..., "rerank N": ...}}.
+
+    weights: {name: the queries' real-valued codes (nq, bits)} for some of the sets; each also ranks by the
+    asymmetric score of the database codes (semhash.asymmetric), ties in database order, as
+    {"asym codes": ..., "asym rerank N": ...} in its entry."""
+    weights = weights or {}
     for name, (qc, dc) in codes.items():
         check_codes(qc, "query codes")
         check_codes(dc, "database codes")
+    signed_db = {name: asymmetric.signed(codes[name][1], np.shape(w)[1]) for name, w in weights.items()}
     nq, ndb = query_features.shape[0], db_features.shape[0]
     if ndb == 0 or k < 1 or any(qc.shape[0] != nq or dc.shape[0] != ndb for qc, dc in codes.values()):
         raise ConfigError("need one code per feature row, a non-empty database and k >= 1")
@@ -486,6 +494,7 @@ def neighbour_recalls(query_features, db_features, codes: dict[str, tuple[np.nda
     keys = sorted({None if n is None else int(n) for n in candidates}, key=lambda n: -1 if n is None else n)
     widest = min(ndb, max(k, *(n for n in keys if n is not None))) if any(n is not None for n in keys) else k
     found = {name: dict.fromkeys(keys, 0) for name in codes}
+    found.update({(name, "asym"): dict.fromkeys(keys, 0) for name in weights})
     step = _block_rows(ndb, 2, block_size)
     order_key = np.arange(ndb, dtype=np.int64)
     for start in range(0, nq, step):
@@ -494,12 +503,22 @@ def neighbour_recalls(query_features, db_features, codes: dict[str, tuple[np.nda
         rows = np.arange(stop - start)[:, None]
         truth = np.zeros(sims.shape, dtype=bool)
         truth[rows, np.argpartition(-sims, k - 1, axis=1)[:, :k]] = True
+        rankings = []
         for name, (qc, dc) in codes.items():
             # the `widest` first by (Hamming distance, database order), without sorting whole rows
             key = hamming_distances(qc[start:stop], dc).astype(np.int64) * ndb + order_key
             part = np.argpartition(key, widest - 1, axis=1)[:, :widest] if widest < ndb else \
                 np.broadcast_to(order_key, key.shape).copy()
-            ranked = np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, axis=1), axis=1), axis=1)
+            rankings.append((name, np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, axis=1),
+                                                                       axis=1), axis=1)))
+        for name, w in weights.items():  # the `widest` first by (asymmetric score, database order)
+            score = -(np.asarray(w[start:stop], np.float32) @ signed_db[name].T)
+            part = np.argpartition(score, widest - 1, axis=1)[:, :widest] if widest < ndb else \
+                np.broadcast_to(order_key, score.shape).copy()
+            ranked = np.take_along_axis(part, np.lexsort((part, np.take_along_axis(score, part, axis=1)), axis=1),
+                                        axis=1)
+            rankings.append(((name, "asym"), ranked))
+        for name, ranked in rankings:
             for n in keys:
                 if n is None:
                     top = ranked[:, :k]
@@ -507,8 +526,12 @@ def neighbour_recalls(query_features, db_features, codes: dict[str, tuple[np.nda
                     pool = ranked[:, :max(n, k)]
                     top = np.take_along_axis(pool, np.argsort(-sims[rows, pool], axis=1, kind="stable")[:, :k], axis=1)
                 found[name][n] += int(truth[rows, top].sum())
-    return {name: {("codes" if n is None else f"rerank {n}"): got[n] / (nq * k) for n in keys}
-            for name, got in found.items()}
+    out = {name: {("codes" if n is None else f"rerank {n}"): got[n] / (nq * k) for n in keys}
+           for name, got in found.items() if not isinstance(name, tuple)}
+    for name in weights:
+        out[name].update({f"asym {key}": v / (nq * k) for key, v in
+                          (("codes" if n is None else f"rerank {n}", found[(name, "asym")][n]) for n in keys)})
+    return out
 
 
 def sign_codes(features) -> np.ndarray:

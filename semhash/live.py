@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import asymmetric
 from .buckets import BucketTable, code_keys, concat_ranges
 from .search import Results, Searcher
 
@@ -170,6 +171,53 @@ class LiveIndex:
                                                              strategy=strategy))
         return self._merged(codes, res, nq, k, radius)
 
+    def asymmetric(self, codes: np.ndarray, weights: np.ndarray, k: int) -> tuple[Results, np.ndarray]:
+        """The first k live items of each query by asymmetric score (see asymmetric.py: its real-valued
+        code `weights` (n, bits) against the stored codes; `codes` are its packed signs), ties by code
+        then row id. Distances are Hamming distances to the query's code; `searched_radius` is the radius
+        every one of whose items scored above the k-th hit, and hits beyond it are marked filled."""
+        codes = np.ascontiguousarray(codes, np.uint8)
+        nq, live = len(codes), len(self)
+        k = min(int(k), live)
+        q = rows = np.zeros(0, np.int64)
+        score = np.zeros(0, np.float32)
+        hit_codes = np.zeros((0, self.nbytes_code), np.uint8)
+        if k > 0 and len(self.base):
+            # enough buckets for k live items whatever the tombstones: every bucket holds an item
+            need = min(len(self.base), k + len(self.dead))
+            bidx, bscore = asymmetric.top_codes(weights, self.base.distinct_codes(), need)
+            sizes = self.base.sizes()[bidx]
+            take = np.clip(need - (np.cumsum(sizes, axis=1) - sizes), 0, sizes).ravel()
+            pos = concat_ranges(self.base.offsets[bidx].ravel()[take > 0], take[take > 0])
+            q = np.repeat(np.repeat(np.arange(nq), bidx.shape[1]), take)
+            rows, score = self.base.row_ids[pos], np.repeat(bscore.ravel(), take)
+            hit_codes = self.base.distinct_codes()[np.repeat(bidx.ravel(), take)]
+            alive = ~self._in(rows, self.dead)
+            q, rows, score, hit_codes = q[alive], rows[alive], score[alive], hit_codes[alive]
+        if k > 0 and len(self.delta_rows):
+            # in table order (code, then row id), so that ties at the k-th keep the ones a table would
+            dwords = _words(self.delta_codes)
+            by_code = np.lexsort((self.delta_rows,) + tuple(dwords[:, j] for j in reversed(range(dwords.shape[1]))))
+            didx, dscore = asymmetric.top_codes(weights, self.delta_codes[by_code], k)
+            didx = by_code[didx]
+            q = np.r_[q, np.repeat(np.arange(nq), didx.shape[1])]
+            rows = np.r_[rows, self.delta_rows[didx.ravel()]]
+            score = np.r_[score, dscore.ravel()]
+            hit_codes = np.concatenate([hit_codes, self.delta_codes[didx.ravel()]])
+        words = _words(hit_codes)
+        order = np.lexsort((rows,) + tuple(words[:, j] for j in reversed(range(words.shape[1]))) + (-score, q))
+        q, rows, score, hit_codes = q[order], rows[order], score[order], hit_codes[order]
+        keep = np.arange(len(q)) - np.searchsorted(q, q) < k
+        q, rows, score, hit_codes = q[keep], rows[keep], score[keep], hit_codes[keep]
+        lims = np.searchsorted(q, np.arange(nq + 1))
+        dist = hamming_rows(codes[q], hit_codes)
+        if k >= live:  # every live item is in every answer
+            searched = np.full(nq, self.bits, np.int64)
+        else:
+            searched = np.asarray(asymmetric.covered_radius(weights, score[lims[1:] - 1]), np.int64)
+        return Results(rows, lims, np.arange(len(rows)), np.ones(len(rows), np.int64), dist.astype(np.int32),
+                       dist > searched[q], searched, np.full(nq, "asym", dtype=object)), score
+
     def _positions(self, res: Results) -> tuple[np.ndarray, np.ndarray]:
         """(query of each hit, position of each hit in the base's row ids), flat in answer order."""
         pos = concat_ranges(res.starts, res.lengths)
@@ -244,6 +292,11 @@ def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.bitwise_count(code_keys(a)[:, None] ^ code_keys(b)[None, :]).astype(np.int32)
     wa, wb = _words(a), _words(b)
     return sum(np.bitwise_count(wa[:, j, None] ^ wb[None, :, j]).astype(np.int32) for j in range(wa.shape[1]))
+
+
+def hamming_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distance of each row pair (a[i], b[i]) of packed codes."""
+    return np.bitwise_count(np.bitwise_xor(a, b)).sum(axis=1, dtype=np.int64)
 
 
 def _words(codes: np.ndarray) -> np.ndarray:

@@ -17,16 +17,17 @@ from semhash.evalrun import (first_labels, format_table, parse_bits, parse_metho
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "debian-sample.jsonl"
 HEADER = ("method     bits     mAP  mAP(avg)   P@100  P@100(avg)  r2-prec  r2-recall  codes  train-s    R@10  R@10/100"
-          "  R@10/1000")
+          "  R@10/1000    A@10  A@10/100  A@10/1000")
 REPORT_KEYS = ["format", "dataset", "settings", "featurize_seconds", "feature_knn", "chance", "sign_reference",
                "results", "versions"]
 RECALL_KEYS = ["recall_at_10", "recall_at_10_rerank_100", "recall_at_10_rerank_1000"]
+ASYM_KEYS = ["recall_at_10_asym", "recall_at_10_asym_rerank_100", "recall_at_10_asym_rerank_1000"]
 RESULT_KEYS = ["method", "bits", "train_seconds", "encode_seconds", "query_encode_seconds", "eval_seconds", "metrics",
                "diagnostics", "curves", "hasher", "history"]
 METRIC_KEYS = ["queries", "database", "bits", "queries_without_relevant", "map", "precision_at_100", "map_tie_avg",
                "precision_at_100_tie_avg", "map_confidence", "precision_at_100_confidence", "radius2_empty_fraction",
                "radius2_mean_retrieved", "radius2_precision", "radius2_precision_nonempty", "radius2_recall",
-               *RECALL_KEYS]
+               *RECALL_KEYS, *ASYM_KEYS]
 FAST = ["--methods", "itq,pca,lsh", "--bits", "16", "-q"]
 
 
@@ -124,11 +125,30 @@ def test_report_schema_and_clustered_data_beats_chance(cluster_report):
 def test_markdown_table(cluster_report):
     lines = format_table(cluster_report, markdown=True).splitlines()
     assert lines[0] == ("| method | bits | mAP | mAP(avg) | P@100 | P@100(avg) | r2-prec | r2-recall | codes | train-s "
-                        "| R@10 | R@10/100 | R@10/1000 |")
-    assert lines[1] == "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                        "| R@10 | R@10/100 | R@10/1000 | A@10 | A@10/100 | A@10/1000 |")
+    assert lines[1] == "|---|" + "---:|" * 15
     assert lines[2].startswith("| itq | 16 | ") and lines[-2].startswith("| float-knn | - | - | - | ")
     assert lines[-3].startswith("| sign | 40 | - | ")
     assert len(lines) == 2 + 6 + 3
+
+
+def brute_asymmetric_recall(X_q, X_db, weights, db_codes, k, candidates) -> list[float]:
+    """Recall@k of the exact cosine top-k, one query at a time, ranking the database by the asymmetric score."""
+    from semhash.codes import unpack
+
+    unit = lambda X: X / np.linalg.norm(X, axis=1, keepdims=True)  # noqa: E731
+    sims = unit(X_q.astype(np.float64)) @ unit(X_db.astype(np.float64)).T
+    signed = unpack(db_codes, db_codes.shape[1] * 8) * 2.0 - 1
+    out = []
+    for n in candidates:
+        found = 0
+        for i in range(len(X_q)):
+            s = signed @ np.asarray(weights[i], np.float64)
+            ranked = sorted(range(len(X_db)), key=lambda j: (-s[j], j))
+            pool = ranked[:k] if n is None else sorted(ranked[:n], key=lambda j: -sims[i, j])[:k]
+            found += len(set(pool) & set(np.argsort(-sims[i])[:k].tolist()))
+        out.append(found / (len(X_q) * k))
+    return out
 
 
 def test_neighbour_recall_of_every_code_and_the_sign_reference(clusters, cluster_report):
@@ -148,11 +168,16 @@ def test_neighbour_recall_of_every_code_and_the_sign_reference(clusters, cluster
         assert [got[key] for key in RECALL_KEYS] == pytest.approx([want["codes"], want["rerank 100"],
                                                                     want["rerank 1000"]])
         assert got["recall_at_10"] <= got["recall_at_10_rerank_100"] <= got["recall_at_10_rerank_1000"] == 1.0
+        # the asymmetric ranking: brute force, each query's codes by (score against its logits, database order)
+        assert [got[key] for key in ASYM_KEYS] == pytest.approx(
+            brute_asymmetric_recall(X_q, X_db, h.logits(X_q), h.encode(X_db), 10, (None, 100, 1000)))
     centre = X_db.mean(axis=0)
     want = neighbour_recall(X_q, X_db, sign_codes(X_q - centre), sign_codes(X_db - centre), k=10,
                             candidates=(None, 100, 1000))
     sign = cluster_report["sign_reference"]
     assert sign["bits"] == 40 and sign["metrics"]["recall_at_10"] == pytest.approx(want["codes"])
+    assert [sign["metrics"][key] for key in ASYM_KEYS] == pytest.approx(
+        brute_asymmetric_recall(X_q, X_db, X_q - centre, sign_codes(X_db - centre), 10, (None, 100, 1000)))
     plain = run_evaluation(data, query_count=100, methods="lsh", bits=16, seed=0, neighbour_k=None)
     assert plain["sign_reference"] is None and not any(key in plain["results"][0]["metrics"] for key in RECALL_KEYS)
     assert format_table(plain).splitlines()[0].split()[-1] == "train-s"
@@ -196,7 +221,7 @@ def test_cli_text_sample_with_separate_queries(text_subset, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stderr == "" and result.stdout.splitlines()[0].split() == [
         "method", "bits", "mAP", "mAP(avg)", "P@20", "P@20(avg)", "r2-prec", "r2-recall", "codes", "train-s",
-        "R@10", "R@10/100", "R@10/1000"]
+        "R@10", "R@10/100", "R@10/1000", "A@10", "A@10/100", "A@10/1000"]
     assert report_rows(result) == ["itq", "pca", "lsh", "float-knn", "random"]  # no sign row for TF-IDF
     report = json.loads(out.read_text())
     assert report["dataset"]["kind"] == "text" and report["dataset"]["queries_from"] == "file"

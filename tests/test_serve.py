@@ -96,6 +96,12 @@ def test_query_answers_as_the_engine_does(server):
     assert got[0]["hits"][0] == {**asdict(want[0].hits[0])}
     radius = post(server, "/query", {"queries": [{"vector": docs[0]["vector"]}], "k": 0, "radius": 1}).json()
     assert all(h["distance"] <= 1 for h in radius["answers"][0]["hits"])
+    asym = post(server, "/query", {"queries": [{"vector": docs[3]["vector"]}], "k": 4, "asymmetric": True}).json()
+    with Engine.load(server["index"]) as engine:
+        want = engine.query(docs[3]["vector"], k=4, asymmetric=True)
+    assert asym["answers"][0]["strategy"] == "asym"
+    assert [(h["id"], h["distance"], h["score"]) for h in asym["answers"][0]["hits"]] == \
+        [(h.id, h.distance, h.score) for h in want]
 
 
 def test_a_write_is_seen_by_every_worker_and_delete_removes_it(server):
@@ -132,6 +138,8 @@ def test_a_write_is_seen_by_every_worker_and_delete_removes_it(server):
     (lambda s: post(s, "/query", {"queries": [{"vector": [0.0] * 16}], "radius": 17}), 400,
      "radius must be between 0 and the code length (16), got 17"),
     (lambda s: post(s, "/query", {"queries": [{"vector": [0.0] * 16}], "kk": 3}), 422, "kk: Extra inputs"),
+    (lambda s: post(s, "/query", {"queries": [{"vector": [0.0] * 16}], "k": 0, "asymmetric": True}), 400,
+     "asymmetric search needs k"),
     (lambda s: post(s, "/items", {"items": [{"id": "x"}]}), 400, "text"),
     (lambda s: httpx.post(s["base"] + "/items", content=b"x" * (17 << 20), headers=AUTH), 413,
      "larger than 16777216 bytes"),

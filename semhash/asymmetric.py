@@ -1,0 +1,88 @@
+"""Asymmetric candidate scoring: a query's real-valued code against the stored binary codes.
+
+A query's code is the sign of its logits, but its logits say more: how sure each bit is. Only the
+stored items need to be binary, so a stored code b is scored by sum_j w_j * (2 b_j - 1), w the query's
+logits: a bit the query is unsure of costs little when it differs, a sure one much (the asymmetric
+distance of product quantization, and the "asymmetric" binary quantization of vector databases that
+keep the query in floats). The query's own code scores highest (sum_j |w_j|); a code d bits away
+scores at least that minus twice the sum of the d largest |w_j|, which bounds the Hamming radius that
+the first N codes by score are sure to cover (`covered_radius`).
+
+Ties between codes of equal score go to the lower code (the bucket table's order), so the order is
+deterministic. Arrays in, arrays out: numpy only.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .codes import unpack
+
+SCORE_BLOCK = 1 << 24   # (query, code) scores held at once (float32): memory bound of a batch
+CODE_BLOCK = 1 << 16    # codes unpacked to floats at once
+
+
+def signed(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Packed codes (n, bits // 8) as float32 rows of +1 (bit set) and -1 (n, bits)."""
+    return unpack(codes, bits).astype(np.float32) * 2 - 1
+
+
+def top_codes(weights: np.ndarray, codes: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(index, score), each (nq, min(m, n)): the m codes of highest score for each query (weights (nq, bits)
+    against packed codes (n, bits // 8)), best first, ties by index."""
+    weights = np.ascontiguousarray(weights, np.float32)
+    nq, bits = weights.shape
+    n = len(codes)
+    m = min(m, n)
+    idx, score = np.zeros((nq, m), np.int64), np.zeros((nq, m), np.float32)
+    if not m or not nq:
+        return idx, score
+    block = min(n, CODE_BLOCK)
+    step = max(1, SCORE_BLOCK // (block + m))
+    for a in range(0, nq, step):
+        w = weights[a:a + step]
+        best_i, best_s = np.zeros((len(w), 0), np.int64), np.zeros((len(w), 0), np.float32)
+        for c in range(0, n, block):
+            s = w @ signed(codes[c:c + block], bits).T
+            cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(c, c + s.shape[1]), s.shape)], axis=1)
+            cand_s = np.concatenate([best_s, s], axis=1)
+            if cand_s.shape[1] > m:
+                cand_i, cand_s = _best(cand_i, cand_s, m)
+            best_i, best_s = cand_i, cand_s
+        order = np.lexsort((best_i, -best_s), axis=1)
+        idx[a:a + step] = np.take_along_axis(best_i, order, 1)
+        score[a:a + step] = np.take_along_axis(best_s, order, 1)
+    return idx, score
+
+
+def _best(idx: np.ndarray, score: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The m entries of each row first by (score descending, index), unordered. A partition picks m of
+    the highest scores; a row where more entries tie at the m-th score than it kept is redone by a sort,
+    so the lowest indices win the tie whichever entries the partition kept."""
+    keep = np.argpartition(-score, m - 1, axis=1)[:, :m]
+    out_i, out_s = np.take_along_axis(idx, keep, 1), np.take_along_axis(score, keep, 1)
+    mth = out_s.min(axis=1)
+    for r in np.flatnonzero((score >= mth[:, None]).sum(axis=1) > m):
+        order = np.lexsort((idx[r], -score[r]))[:m]
+        out_i[r], out_s[r] = idx[r, order], score[r, order]
+    return out_i, out_s
+
+
+def scores(weights: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """(nq, n) float32 score of every code for every query."""
+    weights = np.ascontiguousarray(weights, np.float32)
+    return weights @ signed(codes, weights.shape[1]).T
+
+
+def covered_radius(weights: np.ndarray, last_score: np.ndarray) -> np.ndarray:
+    """For each query, the largest Hamming radius r such that every code within r of the query's own
+    code scores above `last_score` (so it ranks before any code scoring at most that): -1 if none.
+
+    A code d bits away scores at least sum |w| - 2 * (the d largest |w| summed)."""
+    a = np.sort(np.abs(np.asarray(weights, np.float64)), axis=1)[:, ::-1]
+    total = a.sum(axis=1, keepdims=True)
+    lower = total - 2 * np.c_[np.zeros(len(a)), np.cumsum(a, axis=1)]  # (nq, bits + 1)
+    # the scores were summed in single precision: within bits * 2**-23 of |w|'s sum of the exact ones
+    slack = total * a.shape[1] * 2.0 ** -22
+    above = lower - slack > np.asarray(last_score, np.float64)[:, None]
+    # lower bounds fall with d, so the codes above form a prefix 0..r
+    return above.sum(axis=1) - 1
