@@ -116,9 +116,12 @@ def training_options(fn):
     """Options shared by every command that may train a model."""
     opts = [
         click.option("--bits", default=32, show_default=True, help="Code length (a multiple of 8)."),
-        click.option("--hasher", default="ae", show_default=True, type=click.Choice(["ae", "itq", "pca", "lsh"]),
+        click.option("--hasher", default="ae", show_default=True,
+                     type=click.Choice(["ae", "itq", "pca", "lsh", "rank"]),
                      help="How codes are made: ae (the autoencoder), or a baseline: itq (iterative quantization), "
-                          "pca (PCA-sign), lsh (random hyperplanes). The baselines use --bits and --seed only."),
+                          "pca (PCA-sign), lsh (random hyperplanes); or rank (dense vectors only: ITQ fine-tuned so "
+                          "that the codes rank each item's nearest neighbours, for --rerank and --asymmetric). "
+                          "The others use --bits and --seed only."),
         click.option("--epochs", type=int, default=None,
                      help="Most training epochs (early stopping may end sooner)  [default: 30; texts: 10]"),
         click.option("--batch-size", default=0, show_default=True,

@@ -40,7 +40,7 @@ from .evaluate import (code_diagnostics, evaluate_hamming, feature_knn_precision
 from .fsutil import atomic_file
 from .hashers import HASHERS
 
-DEFAULT_METHODS = HASHERS  # ae, itq, pca, lsh
+DEFAULT_METHODS = ("ae", "itq", "pca", "lsh")  # rank (dense features only) on request
 DEFAULT_BITS = (16, 32, 64)
 CURVE_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)  # the precision@k curve's cut-offs
 REPORT_FORMAT = 1

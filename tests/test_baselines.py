@@ -206,7 +206,7 @@ def test_errors(tmp_path, X):
 
 
 def test_registry():
-    assert HASHERS == ("ae", "itq", "pca", "lsh")
+    assert HASHERS == ("ae", "itq", "pca", "lsh", "rank")
     assert hasher_class("lsh") is LSHHasher and hasher_class("pca") is PCAHasher
     assert hasher_class("itq") is ITQHasher
 
@@ -245,7 +245,7 @@ def test_cli_train_and_index_with_a_baseline(name, tmp_path, topic_docs, write_j
 
 def test_cli_help_lists_the_hashers():
     result = CliRunner().invoke(main, ["train", "--help"])
-    assert "[ae|itq|pca|lsh]" in result.output and "iterative quantization" in result.output
+    assert "[ae|itq|pca|lsh|rank]" in result.output and "iterative quantization" in result.output
 
 
 def test_history_records_the_fitting_time(monkeypatch):

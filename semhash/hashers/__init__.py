@@ -11,12 +11,15 @@ def hasher_class(name: str) -> type[Hasher]:
     if name == "ae":
         from .ae import AutoencoderHasher
         return AutoencoderHasher
+    if name == "rank":
+        from .ranking import RankHasher
+        return RankHasher
     if name in ("lsh", "pca", "itq"):
         from .baselines import ITQHasher, LSHHasher, PCAHasher
         return {"lsh": LSHHasher, "pca": PCAHasher, "itq": ITQHasher}[name]
     raise ConfigError(f"unknown hasher {name!r}; choose one of: {', '.join(HASHERS)}")
 
 
-HASHERS = ("ae", "itq", "pca", "lsh")  # the autoencoder, then the baselines (baselines.py)
+HASHERS = ("ae", "itq", "pca", "lsh", "rank")  # the autoencoder, the baselines (baselines.py), ITQ fine-tuned (ranking.py)
 
 __all__ = ["Hasher", "hasher_class", "HASHERS"]
