@@ -40,30 +40,46 @@ def top_codes(weights: np.ndarray, codes: np.ndarray, m: int) -> tuple[np.ndarra
     step = max(1, SCORE_BLOCK // (block + m))
     for a in range(0, nq, step):
         w = weights[a:a + step]
-        best_i, best_s = np.zeros((len(w), 0), np.int64), np.zeros((len(w), 0), np.float32)
+        best_i = best_s = None
         for c in range(0, n, block):
             s = w @ signed(codes[c:c + block], bits).T
-            cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(c, c + s.shape[1]), s.shape)], axis=1)
-            cand_s = np.concatenate([best_s, s], axis=1)
+            if best_i is None:
+                cand_i, cand_s = None, s
+            else:  # merge with the best so far (several code blocks)
+                cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(c, c + s.shape[1]), s.shape)], axis=1)
+                cand_s = np.concatenate([best_s, s], axis=1)
             if cand_s.shape[1] > m:
-                cand_i, cand_s = _best(cand_i, cand_s, m)
-            best_i, best_s = cand_i, cand_s
-        order = np.lexsort((best_i, -best_s), axis=1)
+                best_i, best_s = _best(cand_i, cand_s, m, offset=c)
+            else:
+                best_i = np.broadcast_to(np.arange(c, c + s.shape[1]), s.shape) if cand_i is None else cand_i
+                best_s = cand_s
+        order = np.argsort(_order_key(best_s, best_i), axis=1)
         idx[a:a + step] = np.take_along_axis(best_i, order, 1)
         score[a:a + step] = np.take_along_axis(best_s, order, 1)
     return idx, score
 
 
-def _best(idx: np.ndarray, score: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """The m entries of each row first by (score descending, index), unordered. A partition picks m of
-    the highest scores; a row where more entries tie at the m-th score than it kept is redone by a sort,
-    so the lowest indices win the tie whichever entries the partition kept."""
+def _order_key(score: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """int64 keys that sort as (score descending, index ascending): the float32 scores' bits made
+    order-preserving integers, then the index (below 2**32) in the low half."""
+    bits = (-score.astype(np.float32)).view(np.int32)
+    ordered = bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
+    return (ordered.astype(np.int64) << 32) | idx.astype(np.int64)
+
+
+def _best(idx: np.ndarray | None, score: np.ndarray, m: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The m entries of each row first by (score descending, index), unordered; idx None means the
+    indices offset + column. A partition picks m of the highest scores; a row where more entries tie at
+    the m-th score than it kept is redone by a sort, so the lowest indices win the tie whichever entries
+    the partition kept."""
     keep = np.argpartition(-score, m - 1, axis=1)[:, :m]
-    out_i, out_s = np.take_along_axis(idx, keep, 1), np.take_along_axis(score, keep, 1)
+    out_s = np.take_along_axis(score, keep, 1)
+    out_i = keep + offset if idx is None else np.take_along_axis(idx, keep, 1)
     mth = out_s.min(axis=1)
     for r in np.flatnonzero((score >= mth[:, None]).sum(axis=1) > m):
-        order = np.lexsort((idx[r], -score[r]))[:m]
-        out_i[r], out_s[r] = idx[r, order], score[r, order]
+        row_i = np.arange(offset, offset + score.shape[1]) if idx is None else idx[r]
+        order = np.argsort(_order_key(score[r], row_i))[:m]
+        out_i[r], out_s[r] = row_i[order], score[r, order]
     return out_i, out_s
 
 

@@ -192,8 +192,9 @@ class LiveIndex:
             q = np.repeat(np.repeat(np.arange(nq), bidx.shape[1]), take)
             rows, score = self.base.row_ids[pos], np.repeat(bscore.ravel(), take)
             hit_codes = self.base.distinct_codes()[np.repeat(bidx.ravel(), take)]
-            alive = ~self._in(rows, self.dead)
-            q, rows, score, hit_codes = q[alive], rows[alive], score[alive], hit_codes[alive]
+            if len(self.dead):
+                alive = ~self._in(rows, self.dead)
+                q, rows, score, hit_codes = q[alive], rows[alive], score[alive], hit_codes[alive]
         if k > 0 and len(self.delta_rows):
             # in table order (code, then row id), so that ties at the k-th keep the ones a table would
             dwords = _words(self.delta_codes)
@@ -204,11 +205,12 @@ class LiveIndex:
             rows = np.r_[rows, self.delta_rows[didx.ravel()]]
             score = np.r_[score, dscore.ravel()]
             hit_codes = np.concatenate([hit_codes, self.delta_codes[didx.ravel()]])
-        words = _words(hit_codes)
-        order = np.lexsort((rows,) + tuple(words[:, j] for j in reversed(range(words.shape[1]))) + (-score, q))
-        q, rows, score, hit_codes = q[order], rows[order], score[order], hit_codes[order]
-        keep = np.arange(len(q)) - np.searchsorted(q, q) < k
-        q, rows, score, hit_codes = q[keep], rows[keep], score[keep], hit_codes[keep]
+        if not self.clean:  # base and delta hits interleave: one sort of them all (a clean base is in order)
+            words = _words(hit_codes)
+            order = np.lexsort((rows,) + tuple(words[:, j] for j in reversed(range(words.shape[1]))) + (-score, q))
+            q, rows, score, hit_codes = q[order], rows[order], score[order], hit_codes[order]
+            keep = np.arange(len(q)) - np.searchsorted(q, q) < k
+            q, rows, score, hit_codes = q[keep], rows[keep], score[keep], hit_codes[keep]
         lims = np.searchsorted(q, np.arange(nq + 1))
         dist = hamming_rows(codes[q], hit_codes)
         if k >= live:  # every live item is in every answer
