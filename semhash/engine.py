@@ -452,7 +452,7 @@ class Engine:
                 found, score = self.live.asymmetric(codes[a:b], weights[a:b], k_live)
                 total = np.abs(weights[a:b]).sum(axis=1)
                 q = np.repeat(np.arange(b - a), found.counts())
-                scaled = np.round((1 + score / np.maximum(total[q], 1e-30)) / 2, 6)
+                scaled = np.round((1 + score.astype(np.float64) / np.maximum(total[q], 1e-30)) / 2, 6)
                 return found, np.split(scaled, found.lims[1:-1])
 
             step = max(1, SPAN_BLOCK // max(1, k_live))

@@ -149,7 +149,7 @@ def test_engine_asymmetric_hits_are_the_best_scored_codes(indexed, vector_docs):
             want = {d["id"]: round((1 + s[i] / total) / 2, 6) for i, d in enumerate(docs)}
             assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
             for h in hits:
-                assert h.score == pytest.approx(want[h.id], abs=2e-6)
+                assert h.score == pytest.approx(want[h.id], abs=2e-6) and h.score == round(h.score, 6)
             assert min(want[h.id] for h in hits) >= max(v for i, v in want.items()
                                                         if i not in {h.id for h in hits}) - 2e-6
         # an indexed vector's own code is the best possible score
