@@ -445,7 +445,8 @@ def serve(index_dir: str, host: str, port: int, workers: int, threads: int, api_
 @click.option("--query-count", type=int, default=None,
               help="Queries drawn from CORPUS by a seeded split; the rest is the database  [default: 1000].")
 @click.option("--methods", default="ae,itq,pca,lsh", show_default=True,
-              help="Comma-separated: ae (the autoencoder), itq, pca (PCA-sign), lsh (random hyperplanes).")
+              help="Comma-separated: ae (the autoencoder), itq, pca (PCA-sign), lsh (random hyperplanes), "
+                   "rank (ITQ fine-tuned for neighbour ranking; dense features only).")
 @click.option("--bits", "bits_list", default="16,32,64", show_default=True,
               help="Comma-separated code lengths (multiples of 8).")
 @click.option("-k", default=100, show_default=True, help="Cut-off of precision@k (and of the float-feature kNN ceiling).")

@@ -281,7 +281,7 @@ def test_cli_plot_must_be_a_regular_file(clusters, tmp_path, tree_hash):
 
 def test_cli_errors(clusters, text_subset, tmp_path, write_jsonl, vector_docs):
     assert error_of(run("eval", clusters, "--methods", "itq,sh", "-q")) == \
-        "Error: unknown method 'sh'; choose from: ae, itq, pca, lsh"
+        "Error: unknown method 'sh'; choose from: ae, itq, pca, lsh, rank"
     assert error_of(run("eval", clusters, "--bits", "16,12", "-q")) == \
         "Error: bits must be a positive multiple of 8 (8, 16, 32, 64, ...), got 12"
     assert error_of(run("eval", clusters, "--bits", "sixteen", "-q")) == \
