@@ -27,20 +27,22 @@ def brute_order(rows: np.ndarray, codes: np.ndarray, w: np.ndarray, bits: int) -
     return [int(rows[i]) for i in order], s
 
 
-@pytest.mark.parametrize("block", [None, 7])
-def test_top_codes_equals_sorting_every_code(monkeypatch, block):
+@pytest.mark.parametrize("n,block", [(50, None), (50, 7), (3000, None), (3000, 700)])
+def test_top_codes_equals_sorting_every_code(monkeypatch, n, block):
+    """Short rows are partitioned whole; long ones (n / m >= 16) through a sampled threshold first."""
     rng = np.random.default_rng(1)
     if block:  # several code blocks and query blocks, so the running top-m is merged
         monkeypatch.setattr(asym, "CODE_BLOCK", block)
-        monkeypatch.setattr(asym, "SCORE_BLOCK", 40)
-    codes = pack(rng.random((50, BITS)) < 0.5)
+        monkeypatch.setattr(asym, "SCORE_BLOCK", 40 if n == 50 else 2000)
+    codes = pack(rng.random((n, BITS)) < 0.5)
     w = rng.integers(-2, 3, (9, BITS)).astype(np.float32)  # many exact ties
+    signed_codes = unpack(codes, BITS) * 2.0 - 1
     for m in (1, 5, 50, 80):
         idx, score = asym.top_codes(w, codes, m)
-        assert idx.shape == (9, min(m, 50))
+        assert idx.shape == (9, min(m, n))
         for i in range(9):
-            s = (unpack(codes, BITS) * 2.0 - 1) @ w[i]
-            want = sorted(range(50), key=lambda j: (-s[j], j))[:m]
+            s = signed_codes @ w[i]
+            want = sorted(range(n), key=lambda j: (-s[j], j))[:m]
             assert idx[i].tolist() == want
             np.testing.assert_array_equal(score[i], s[want])
 
