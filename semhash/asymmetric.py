@@ -105,12 +105,6 @@ def _best(idx: np.ndarray | None, score: np.ndarray, m: int, offset: int = 0) ->
     return out_i, out_s
 
 
-def scores(weights: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """(nq, n) float32 score of every code for every query."""
-    weights = np.ascontiguousarray(weights, np.float32)
-    return weights @ signed(codes, weights.shape[1]).T
-
-
 def covered_radius(weights: np.ndarray, last_score: np.ndarray) -> np.ndarray:
     """For each query, the largest Hamming radius r such that every code within r of the query's own
     code scores above `last_score` (so it ranks before any code scoring at most that): -1 if none.

@@ -82,6 +82,13 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _POPCOUNT8[x].sum(axis=2, dtype=np.int32)
 
 
+def hamming_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distance of each row pair (a[i], b[i]) of packed codes (n, bytes): (n,) int64."""
+    x = np.bitwise_xor(np.asarray(a, np.uint8), np.asarray(b, np.uint8))
+    counts = np.bitwise_count(x) if hasattr(np, "bitwise_count") else _POPCOUNT8[x]
+    return counts.sum(axis=1, dtype=np.int64)
+
+
 def popcount(words: np.ndarray) -> np.ndarray:
     """Set bits of each uint64 (uint8 result): np.bitwise_count on numpy >= 2, a byte table before."""
     if hasattr(np, "bitwise_count"):

@@ -483,7 +483,6 @@ def neighbour_recalls(query_features, db_features, codes: dict[str, tuple[np.nda
     for name, (qc, dc) in codes.items():
         check_codes(qc, "query codes")
         check_codes(dc, "database codes")
-    signed_db = {name: asymmetric.signed(codes[name][1], np.shape(w)[1]) for name, w in weights.items()}
     nq, ndb = query_features.shape[0], db_features.shape[0]
     if ndb == 0 or k < 1 or any(qc.shape[0] != nq or dc.shape[0] != ndb for qc, dc in codes.values()):
         raise ConfigError("need one code per feature row, a non-empty database and k >= 1")
@@ -512,12 +511,7 @@ def neighbour_recalls(query_features, db_features, codes: dict[str, tuple[np.nda
             rankings.append((name, np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, axis=1),
                                                                        axis=1), axis=1)))
         for name, w in weights.items():  # the `widest` first by (asymmetric score, database order)
-            score = -(np.asarray(w[start:stop], np.float32) @ signed_db[name].T)
-            part = np.argpartition(score, widest - 1, axis=1)[:, :widest] if widest < ndb else \
-                np.broadcast_to(order_key, score.shape).copy()
-            ranked = np.take_along_axis(part, np.lexsort((part, np.take_along_axis(score, part, axis=1)), axis=1),
-                                        axis=1)
-            rankings.append(((name, "asym"), ranked))
+            rankings.append(((name, "asym"), asymmetric.top_codes(w[start:stop], codes[name][1], widest)[0]))
         for name, ranked in rankings:
             for n in keys:
                 if n is None:

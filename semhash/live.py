@@ -23,6 +23,7 @@ import numpy as np
 
 from . import asymmetric
 from .buckets import BucketTable, code_keys, concat_ranges
+from .codes import hamming_rows
 from .search import Results, Searcher
 
 MERGE_MIN = 1024     # delta + tombstones merged into the base beyond this many...
@@ -185,13 +186,14 @@ class LiveIndex:
         if k > 0 and len(self.base):
             # enough buckets for k live items whatever the tombstones: every bucket holds an item
             need = min(len(self.base), k + len(self.dead))
-            bidx, bscore = asymmetric.top_codes(weights, self.base.distinct_codes(), need)
+            distinct = self.base.distinct_codes()
+            bidx, bscore = asymmetric.top_codes(weights, distinct, need)
             sizes = self.base.sizes()[bidx]
             take = np.clip(need - (np.cumsum(sizes, axis=1) - sizes), 0, sizes).ravel()
             pos = concat_ranges(self.base.offsets[bidx].ravel()[take > 0], take[take > 0])
             q = np.repeat(np.repeat(np.arange(nq), bidx.shape[1]), take)
             rows, score = self.base.row_ids[pos], np.repeat(bscore.ravel(), take)
-            hit_codes = self.base.distinct_codes()[np.repeat(bidx.ravel(), take)]
+            hit_codes = distinct[np.repeat(bidx.ravel(), take)]
             if len(self.dead):
                 alive = ~self._in(rows, self.dead)
                 q, rows, score, hit_codes = q[alive], rows[alive], score[alive], hit_codes[alive]
@@ -206,11 +208,8 @@ class LiveIndex:
             score = np.r_[score, dscore.ravel()]
             hit_codes = np.concatenate([hit_codes, self.delta_codes[didx.ravel()]])
         if not self.clean:  # base and delta hits interleave: one sort of them all (a clean base is in order)
-            words = _words(hit_codes)
-            order = np.lexsort((rows,) + tuple(words[:, j] for j in reversed(range(words.shape[1]))) + (-score, q))
+            order = _answer_order(q, -score, _words(hit_codes), rows, k)
             q, rows, score, hit_codes = q[order], rows[order], score[order], hit_codes[order]
-            keep = np.arange(len(q)) - np.searchsorted(q, q) < k
-            q, rows, score, hit_codes = q[keep], rows[keep], score[keep], hit_codes[keep]
         lims = np.searchsorted(q, np.arange(nq + 1))
         dist = hamming_rows(codes[q], hit_codes)
         if k >= live:  # every live item is in every answer
@@ -264,12 +263,8 @@ class LiveIndex:
         dist = np.r_[dist, dd]
         filled = np.r_[filled, dd > np.asarray(searched, np.int64)[dq]]
         words = np.concatenate([words.astype(np.uint64), dwords.astype(np.uint64)])
-        order = np.lexsort((rows,) + tuple(words[:, j] for j in reversed(range(words.shape[1]))) + (dist, q))
+        order = _answer_order(q, dist, words, rows, k)
         q, rows, dist, filled = q[order], rows[order], dist[order], filled[order]
-        if k is not None and len(q):
-            first = np.searchsorted(q, q)  # each hit's query's first hit
-            keep = np.arange(len(q)) - first < k
-            q, rows, dist, filled = q[keep], rows[keep], dist[keep], filled[keep]
         lims = np.searchsorted(q, np.arange(nq + 1))
         return Results(rows, lims, np.arange(len(rows)), np.ones(len(rows), np.int64), dist.astype(np.int32),
                        filled, searched, strategies)
@@ -296,9 +291,15 @@ def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return sum(np.bitwise_count(wa[:, j, None] ^ wb[None, :, j]).astype(np.int32) for j in range(wa.shape[1]))
 
 
-def hamming_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamming distance of each row pair (a[i], b[i]) of packed codes."""
-    return np.bitwise_count(np.bitwise_xor(a, b)).sum(axis=1, dtype=np.int64)
+def _answer_order(q: np.ndarray, primary: np.ndarray, words: np.ndarray, rows: np.ndarray,
+                  k: int | None) -> np.ndarray:
+    """Positions of hits in answer order: by query, then `primary` (distance, or minus the score), then
+    code (its big-endian words), then row id; each query's first k kept (all when k is None)."""
+    order = np.lexsort((rows,) + tuple(words[:, j] for j in reversed(range(words.shape[1]))) + (primary, q))
+    if k is not None and len(order):
+        qs = q[order]
+        order = order[np.arange(len(order)) - np.searchsorted(qs, qs) < k]  # rank within its query
+    return order
 
 
 def _words(codes: np.ndarray) -> np.ndarray:

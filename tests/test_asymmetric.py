@@ -51,8 +51,8 @@ def test_the_query_code_scores_highest_and_the_covered_radius_holds():
     rng = np.random.default_rng(2)
     codes = pack(rng.random((400, BITS)) < 0.5)
     w = rng.normal(size=(20, BITS)).astype(np.float32)
-    s = asym.scores(w, codes)
-    own = asym.scores(w, pack(w > 0))
+    s = w @ asym.signed(codes, BITS).T
+    own = w @ asym.signed(pack(w > 0), BITS).T
     np.testing.assert_allclose(np.diag(own), np.abs(w).sum(axis=1), rtol=1e-6)
     assert (s <= np.diag(own)[:, None] + 1e-5).all()
     for m in (1, 10, 100):

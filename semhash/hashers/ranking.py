@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from ..errors import ConfigError, ModelError
-from .baselines import Features, ITQHasher, check_features
+from .baselines import Features, ITQHasher
 
 NEIGHBOUR_BLOCK = 1 << 24   # (anchor, row) similarities computed at once when finding the neighbours
 
@@ -50,7 +50,6 @@ class RankHasher(ITQHasher):
     def _fit_projection(self, X: Features) -> np.ndarray:
         import scipy.sparse as sp
 
-        X = check_features(X)
         if sp.issparse(X):
             raise ModelError("the rank hasher needs dense vectors (embeddings, images), not sparse TF-IDF rows; "
                              "use --hasher itq or ae for texts")
