@@ -44,6 +44,8 @@ VARIANTS: dict[str, dict] = {
     "mirrored-decoder": {"decoder_hidden": [256], "target_words": 0, "batch_size": 256, "epochs": 30},
     # the walk for vectors before 2026-12-02: the plain 10-NN graph, 100 steps (texts: the default itself)
     "old-walk": {"shared_neighbors": 0, "n_neighbors": 10, "diffusion_time": 100},
+    # the graph view for images before 2026-12-02 (64 principal dimensions of the pixels themselves, unwhitened)
+    "old-view": {"graph_dims": 64, "graph_power": 1.0, "graph_whiten": 0.0},
     "lr-3e-3": {"lr": 3e-3},
     "epochs-30": {"epochs": 30},                             # the default for vectors; texts take 10
     "epochs-15": {"epochs": 15},

@@ -12,6 +12,7 @@ import click
 import numpy as np
 
 from .errors import ConfigError, SemhashError
+from .hashers import HASHERS
 
 DEFAULT_MODEL_DIR = "semhash-model"
 DEFAULT_INDEX_DIR = "semhash-index"  # also engine.DEFAULT_INDEX_DIR; kept here so --help needs no torch import
@@ -117,7 +118,7 @@ def training_options(fn):
     opts = [
         click.option("--bits", default=32, show_default=True, help="Code length (a multiple of 8)."),
         click.option("--hasher", default="ae", show_default=True,
-                     type=click.Choice(["ae", "itq", "pca", "lsh", "rank"]),
+                     type=click.Choice(HASHERS),
                      help="How codes are made: ae (the autoencoder), or a baseline: itq (iterative quantization), "
                           "pca (PCA-sign), lsh (random hyperplanes); or rank (dense vectors only: ITQ fine-tuned so "
                           "that the codes rank each item's nearest neighbours, for --rerank and --asymmetric). "

@@ -41,6 +41,7 @@ from scipy.special import digamma
 from . import asymmetric
 from .codes import popcount, unpack
 from .errors import ConfigError
+from .vectors import unit_rows
 
 TIE_POLICIES = ("index", "average", "confidence")
 BLOCK_ELEMENTS = 1 << 22  # query x database (x 64-bit words) values held at once per block
@@ -404,16 +405,6 @@ def evaluate_hamming(query_codes: np.ndarray, db_codes: np.ndarray, query_labels
 
 # --- the float-feature ceiling ------------------------------------------------------------------------------------
 
-def _normalized_rows(X):
-    if sp.issparse(X):
-        norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
-        inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-        return sp.diags(inv.astype(X.dtype)) @ X
-    X = np.asarray(X, dtype=np.float32)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.where(norms > 0, norms, 1.0)
-
-
 def _dot_t(A, B) -> np.ndarray:
     """A @ B.T as a dense float array, whichever of the two is sparse."""
     out = A @ B.T
@@ -437,7 +428,7 @@ def feature_knn_precision(query_features, db_features, query_labels: Sequence, d
     k = min(int(k), ndb)
     Q, D = query_features, db_features
     if metric == "cosine":
-        Q, D = _normalized_rows(Q), _normalized_rows(D)
+        Q, D = unit_rows(Q), unit_rows(D)
         bias = None
     else:
         if not sp.issparse(Q):
@@ -487,7 +478,7 @@ def neighbour_recalls(query_features, db_features, codes: dict[str, tuple[np.nda
     if ndb == 0 or k < 1 or any(qc.shape[0] != nq or dc.shape[0] != ndb for qc, dc in codes.values()):
         raise ConfigError("need one code per feature row, a non-empty database and k >= 1")
     k = min(int(k), ndb)
-    Q, D = _normalized_rows(query_features), _normalized_rows(db_features)
+    Q, D = unit_rows(query_features), unit_rows(db_features)
     if sp.issparse(Q):
         Q = Q.tocsr()
     keys = sorted({None if n is None else int(n) for n in candidates}, key=lambda n: -1 if n is None else n)

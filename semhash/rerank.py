@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import scipy.sparse as sp
+
+from .vectors import unit_rows
 
 PAIR_BLOCK = 1 << 22     # dense: feature values multiplied at once when scoring (query, candidate) pairs
 SPARSE_PAIRS = 1 << 16   # sparse: pairs scored by one product of a block of queries and their candidates
@@ -32,7 +33,7 @@ def cosine(features, queries, query_of: np.ndarray, row_ids: np.ndarray) -> np.n
     if not len(row_ids):
         return np.zeros(0)
     distinct, which = np.unique(row_ids, return_inverse=True)
-    q, c = _unit_rows(queries), _unit_rows(features.gather(distinct))
+    q, c = unit_rows(queries, np.float64), unit_rows(features.gather(distinct), np.float64)
     out = np.empty(len(row_ids))
     if not features.sparse:  # one row-wise dot product per pair, a block of pairs at a time
         step = max(1, PAIR_BLOCK // features.dim)
@@ -105,7 +106,7 @@ def _dense_top(features, queries, query_of: np.ndarray, row_ids: np.ndarray, dis
     rounding to 6 decimals, whatever the distances: it cannot be in the top k, and only the others are
     scored in double."""
     distinct, which = np.unique(row_ids, return_inverse=True)
-    c64, q64 = _unit_rows(features.gather(distinct)), _unit_rows(queries)
+    c64, q64 = unit_rows(features.gather(distinct), np.float64), unit_rows(queries, np.float64)
     c32, q32 = c64.astype(np.float32), q64.astype(np.float32)
     approx = np.empty(len(row_ids), np.float32)
     n = len(bounds) - 1
@@ -150,14 +151,3 @@ def _order(query_of: np.ndarray, scores: np.ndarray, dists: np.ndarray) -> np.nd
         key = (query_of.astype(np.int64) << (21 + db)) | ((1_000_000 - micro) << db) | dists.astype(np.int64)
         return np.argsort(key, kind="stable")
     return np.lexsort((dists, -micro, query_of))
-
-
-def _unit_rows(X):
-    """Rows scaled to unit L2 norm, in float64 (all-zero rows stay zero)."""
-    if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float64)
-        norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
-        return sp.csr_matrix(sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ X)
-    X = np.asarray(X, dtype=np.float64)
-    norms = np.sqrt(np.einsum("ij,ij->i", X, X))  # a fraction of np.linalg.norm's time on wide rows
-    return X * np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)[:, None]

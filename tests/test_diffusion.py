@@ -183,7 +183,8 @@ def test_tiny_training_sets_skip_the_diffusion_term():
 
 
 @pytest.mark.parametrize("kw", [dict(diffusion=-1), dict(diffusion_time=-1), dict(diffusion_mix=-0.5),
-                                dict(shared_neighbors=-1), dict(n_neighbors=0), dict(n_neighbors=2.5)])
+                                dict(shared_neighbors=-1), dict(n_neighbors=0), dict(n_neighbors=2.5),
+                                dict(graph_dims=0), dict(graph_power=0), dict(graph_power=2), dict(graph_whiten=-1)])
 def test_config_validation(kw):
     with pytest.raises(ConfigError):
         TrainConfig(**kw)
@@ -192,9 +193,10 @@ def test_config_validation(kw):
 def test_default_walk_depends_on_the_data_type():
     from semhash.hashers.diffusion import default_walk
 
-    assert default_walk("distribution") == (10, 10.0, 0.0)  # texts: a short walk on the plain 10-NN graph
-    assert default_walk("unit") == (20, 300.0, 2.0)  # images: a long one, shared-neighbour weights
-    assert default_walk("real") == (10, 100.0, 0.0)  # other vectors (embeddings): the plain graph
+    assert default_walk("distribution") == (10, 10.0, 0.0, 64, 1.0, 0.0)  # texts: a short walk on the plain 10-NN graph
+    assert default_walk("unit") == (20, 300.0, 2.0, 128, 0.5, 0.5)  # images: a long one, shared-neighbour
+    # weights, in a half-whitened view of the pixels' square roots
+    assert default_walk("real") == (10, 100.0, 0.0, 64, 1.0, 0.0)  # other vectors (embeddings): the plain graph
     tc = TrainConfig()
     assert tc.diffusion_time is None and tc.n_neighbors is None and tc.shared_neighbors is None
 
@@ -204,13 +206,30 @@ def test_walk_settings_given_replace_the_defaults(monkeypatch):
     from semhash.hashers import neighbors
 
     seen = {}
-    real_graph, real_codes = neighbors.knn_graph, diffusion.diffusion_codes
+    real_graph, real_codes, real_view = neighbors.knn_graph, diffusion.diffusion_codes, neighbors.principal_view
     monkeypatch.setattr(neighbors, "knn_graph", lambda X, k, **kw: seen.update(k=k) or real_graph(X, k, **kw))
     monkeypatch.setattr(diffusion, "diffusion_codes", lambda g, bits, time, **kw: seen.update(
         time=time, shared=kw["shared"]) or real_codes(g, bits, time, **kw))
+    monkeypatch.setattr(neighbors, "principal_view", lambda X, dims, **kw: seen.update(
+        view=(dims, kw["power"], kw["whiten"])) or real_view(X, dims, **kw))
     X = np.random.default_rng(0).random((120, 8)).astype(np.float32)
     tc = TrainConfig(epochs=1, device="cpu", diffusion=0.3)
     AutoencoderHasher(bits=8, hidden=[16], train_config=tc).fit(X, output_type="unit", progress=False)
-    assert seen == {"k": 20, "time": 300.0, "shared": 2.0}
-    _fit(X, diffusion=0.3, n_neighbors=7, diffusion_time=5, shared_neighbors=0)
-    assert seen == {"k": 7, "time": 5, "shared": 0}
+    assert seen == {"k": 20, "time": 300.0, "shared": 2.0, "view": (128, 0.5, 0.5)}
+    _fit(X, diffusion=0.3, n_neighbors=7, diffusion_time=5, shared_neighbors=0, graph_dims=4, graph_power=0.25,
+         graph_whiten=1.0)
+    assert seen == {"k": 7, "time": 5, "shared": 0, "view": (4, 0.25, 1.0)}
+
+
+def test_the_graph_view_takes_roots_and_whitens():
+    X = np.random.default_rng(2).random((200, 6)).astype(np.float32) * np.float32([1, 1, 1, 1, 0.1, 0.01])
+    plain, rooted = principal_view(X, 6), principal_view(X, 6, power=0.5)
+    assert np.allclose(np.linalg.norm(rooted, axis=1), 1, atol=1e-5)
+    assert np.allclose(rooted, principal_view(np.sqrt(X), 6), atol=1e-5)  # the roots, then the same view
+    assert not np.allclose(plain, rooted, atol=1e-3)
+    spread = lambda V: V.std(axis=0) / V.std(axis=0).max()  # noqa: E731
+    # whitening evens out the principal coordinates' spreads (before the rows are scaled to unit length)
+    assert spread(principal_view(X, 6, whiten=1.0)).min() > 2 * spread(plain).min()
+    assert np.allclose(principal_view(X, 6, whiten=0.0), plain)
+    with pytest.raises(ConfigError, match="needs features >= 0"):
+        principal_view(X - 0.5, 6, power=0.5)

@@ -115,8 +115,9 @@ class AutoencoderHasher(Hasher):
             from .diffusion import default_walk, diffusion_codes
             walk = default_walk(output_type)._replace(  # the settings given, the defaults for this data otherwise
                 **{k: v for k, v in (("n_neighbors", tc.n_neighbors), ("time", tc.diffusion_time),
-                                     ("shared", tc.shared_neighbors)) if v is not None})
-            view = principal_view(X, seed=tc.seed)
+                                     ("shared", tc.shared_neighbors), ("dims", tc.graph_dims),
+                                     ("power", tc.graph_power), ("whiten", tc.graph_whiten)) if v is not None})
+            view = principal_view(X, walk.dims, seed=tc.seed, power=walk.power, whiten=walk.whiten)
             graph = knn_graph(X, walk.n_neighbors, seed=tc.seed, view=view, device=pick_device(tc.device))
             if use_diffusion:
                 targets = diffusion_codes(graph, self.bits, walk.time, seed=tc.seed, view=view,

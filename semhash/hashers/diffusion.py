@@ -32,19 +32,26 @@ MIN_COMPONENT = 0.01  # share of the graph's nodes a component needs to get diff
 
 class Walk(NamedTuple):
     """The graph and walk settings a TrainConfig leaves at None: neighbours per item in the k-NN graph,
-    random-walk steps, and the power of the shared-neighbour edge weights (normalized_adjacency)."""
+    random-walk steps, the power of the shared-neighbour edge weights (normalized_adjacency), and the view
+    the graph is built in (neighbors.principal_view: principal dimensions, the power the features are
+    raised to first, the whitening exponent)."""
     n_neighbors: int
     time: float
     shared: float
+    dims: int = 64
+    power: float = 1.0
+    whiten: float = 0.0
 
 
 # measured (README, "How the autoencoder learns" and "Measured results"), per output of the autoencoder:
 # texts ("distribution") need a short walk on the plain 10-NN graph (their LSA neighbour graph is noisy: a
 # long walk blurs sections together, and shared-neighbour weights did not help); images and other inputs in
 # [0, 1] ("unit") a long walk on the 20-NN graph whose edges weigh (1 + neighbours shared) ** 2, which keeps
-# the walk inside dense clusters; other real vectors ("real", such as sentence embeddings) a long walk on the
-# plain 10-NN graph, since the shared-neighbour weights cost them neighbour recall
-WALKS = {"distribution": Walk(10, 10.0, 0.0), "unit": Walk(20, 300.0, 2.0), "real": Walk(10, 100.0, 0.0)}
+# the walk inside dense clusters, built in the square roots of the pixels, 128 principal dimensions half
+# whitened (its neighbours share their item's class more often); other real vectors ("real", such as sentence
+# embeddings) a long walk on the plain 10-NN graph, since the shared-neighbour weights cost them neighbour recall
+WALKS = {"distribution": Walk(10, 10.0, 0.0), "unit": Walk(20, 300.0, 2.0, 128, 0.5, 0.5),
+         "real": Walk(10, 100.0, 0.0)}
 
 
 def default_walk(output_type: str) -> Walk:

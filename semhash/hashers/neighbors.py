@@ -11,21 +11,36 @@ cores), blockwise with torch on a GPU.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
+from ..errors import ConfigError
+from ..vectors import unit_rows
 from .baselines import column_mean, principal_components, project
 
 GRAPH_DIMS = 64
 BLOCK = 2048
 
 
-def principal_view(X, dims: int = GRAPH_DIMS, seed: int = 0) -> np.ndarray:
-    """(n, dims) float32 unit rows: X centred and projected on its top principal directions."""
+def principal_view(X, dims: int = GRAPH_DIMS, seed: int = 0, power: float = 1.0, whiten: float = 0.0) -> np.ndarray:
+    """(n, dims) float32 unit rows: X centred and projected on its top principal directions.
+
+    power < 1: the entries of X (which must be >= 0) raised to it first, which shrinks the large values
+    against the small ones (0.5: the Hellinger view of pixel intensities). whiten > 0: each principal
+    coordinate divided by its standard deviation ** whiten (1: full whitening), so that the weaker
+    directions, where the finer differences between items lie, count for more. On Fashion-MNIST (2026-12-02)
+    the 20-NN graph of the training images held 80.8% same-class neighbours with the plain 64-dimensional
+    view and 83.5% with power 0.5, 128 dimensions and whiten 0.5 (diffusion.WALKS)."""
+    if power != 1.0:
+        if (X.min() if not sp.issparse(X) else min(0.0, X.data.min(initial=0.0))) < 0:
+            raise ConfigError(f"a graph view with power {power} needs features >= 0")
+        X = X.power(power) if sp.issparse(X) else np.power(np.asarray(X, dtype=np.float32), power)
     dims = max(1, min(dims, X.shape[1], X.shape[0]))
     mean = column_mean(X)
     Y = project(X, mean, principal_components(X, mean, dims, seed=seed)).astype(np.float32)
-    Y /= np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-12)
-    return Y
+    if whiten > 0:
+        Y /= np.maximum(Y.std(axis=0), 1e-12) ** np.float32(whiten)
+    return unit_rows(Y)
 
 
 def knn_graph(X, k: int = 10, dims: int = GRAPH_DIMS, seed: int = 0, device: torch.device | None = None,

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from ..errors import ConfigError, ModelError
+from ..vectors import unit_rows
 from .baselines import Features, ITQHasher
 
 NEIGHBOUR_BLOCK = 1 << 24   # (anchor, row) similarities computed at once when finding the neighbours
@@ -58,7 +59,7 @@ class RankHasher(ITQHasher):
             return W
         start = time.perf_counter()
         rng = np.random.default_rng([self.seed, 2])
-        unit = _unit_rows(np.asarray(X, np.float32))
+        unit = unit_rows(X)
         anchors = rng.choice(len(unit), min(self.anchors, len(unit)), replace=False)
         ranked = nearest(unit, anchors, min(self.depth, len(unit) - 1))
         W, losses = _finetune(unit, np.asarray(X, np.float32), self.mean.astype(np.float32), W.astype(np.float32),
@@ -66,11 +67,6 @@ class RankHasher(ITQHasher):
         self.history.update(rank_loss=[round(x, 6) for x in losses],
                             rank_seconds=round(time.perf_counter() - start, 3), rank_anchors=len(anchors))
         return W
-
-
-def _unit_rows(X: np.ndarray) -> np.ndarray:
-    norms = np.sqrt(np.einsum("ij,ij->i", X, X))[:, None]
-    return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
 
 
 def nearest(unit: np.ndarray, anchors: np.ndarray, depth: int) -> np.ndarray:

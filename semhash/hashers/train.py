@@ -50,6 +50,9 @@ class TrainConfig:
     shared_neighbors: float | None = None  # > 0: the diffusion graph's edges weigh (1 + neighbours shared) ** this
                                            # (diffusion.normalized_adjacency); 0: every edge weighs 1; None: 2 for
                                            # images, 0 otherwise (diffusion.default_walk)
+    graph_dims: int | None = None  # the view the k-NN graph is built in (neighbors.principal_view): principal
+    graph_power: float | None = None  # dimensions, the power the features are raised to first, the whitening
+    graph_whiten: float | None = None  # exponent; None: 128, 0.5, 0.5 for images, 64, 1, 0 otherwise (WALKS)
     diffusion_mix: float = 1.0  # weight of the items' own principal coordinates beside the diffusion ones
     # the autoencoder family (all off by default); weights are relative to the reconstruction loss, as above
     corruption: float = 0.0    # denoising: share of input entries zeroed in training (texts: word dropout)
@@ -69,7 +72,8 @@ class TrainConfig:
                    "decorrelation": self.decorrelation, "neighbors": self.neighbors, "temperature": self.temperature,
                    "diffusion": self.diffusion, "diffusion time": self.diffusion_time or 0.0,
                    "diffusion mix": self.diffusion_mix,
-                   "shared_neighbors": self.shared_neighbors or 0.0, "validation fraction": self.val_fraction,
+                   "shared_neighbors": self.shared_neighbors or 0.0, "graph_power": self.graph_power or 0.0,
+                   "graph_whiten": self.graph_whiten or 0.0, "validation fraction": self.val_fraction,
                    "corruption": self.corruption, "input_noise": self.input_noise, "sparsity": self.sparsity,
                    "sparsity_target": self.sparsity_target, "contractive": self.contractive,
                    "variational": self.variational}
@@ -91,6 +95,12 @@ class TrainConfig:
             (self.shared_neighbors is None or self.shared_neighbors >= 0,
              f"shared_neighbors is the power of the shared-neighbour edge weights: >= 0 (0: every edge weighs 1); "
              f"got {self.shared_neighbors}"),
+            (self.graph_dims is None or (isinstance(self.graph_dims, int) and self.graph_dims >= 1),
+             f"graph_dims must be a whole number, at least 1 (None: the default for the data); got {self.graph_dims!r}"),
+            (self.graph_power is None or 0 < self.graph_power <= 1,
+             f"graph_power must be in (0, 1] (1: the features as they are); got {self.graph_power}"),
+            (self.graph_whiten is None or self.graph_whiten >= 0,
+             f"graph_whiten must be >= 0 (0: no whitening, 1: full); got {self.graph_whiten}"),
             (self.n_neighbors is None or (isinstance(self.n_neighbors, int) and self.n_neighbors >= 1),
              f"n_neighbors must be a whole number, at least 1 (None: the default for the data); got {self.n_neighbors!r}"),
             (0 <= self.corruption < 1, f"corruption (--corruption) is the share of input entries zeroed in training: "
