@@ -46,6 +46,9 @@ VARIANTS: dict[str, dict] = {
     "old-walk": {"shared_neighbors": 0, "n_neighbors": 10, "diffusion_time": 100},
     # the graph view for images before 2026-12-02 (64 principal dimensions of the pixels themselves, unwhitened)
     "old-view": {"graph_dims": 64, "graph_power": 1.0, "graph_whiten": 0.0},
+    # the defaults for other real vectors (sentence embeddings) before 2026-12-02: a 100-step walk in the plain
+    # 64-dimensional view, which weighed as much as the diffusion coordinates in the targets
+    "old-real": {"graph_dims": 64, "graph_whiten": 0.0, "diffusion_time": 100, "diffusion_mix": 1.0},
     "lr-3e-3": {"lr": 3e-3},
     "epochs-30": {"epochs": 30},                             # the default for vectors; texts take 10
     "epochs-15": {"epochs": 15},

@@ -140,7 +140,7 @@ def training_options(fn):
                           "items' k-nearest-neighbour graph, so items of one kind share bits (0: off)."),
         click.option("--diffusion-time", default=None, type=float,
                      help="Diffusion term: steps of the random walk; more = coarser, more class-like bits  "
-                          "[default: 10 for texts, 300 for images (inputs in [0, 1]), 100 for other vectors]."),
+                          "[default: 10 for texts, 300 for other vectors]."),
         *autoencoder_family_options(),
         click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]),
                      help="Where to train: auto picks CUDA, then Apple MPS, then the CPU."),

@@ -258,7 +258,7 @@ def test_train_with_the_neighbour_term(tmp_path, topic_docs, write_jsonl):
 def test_train_with_and_without_the_diffusion_term(tmp_path, topic_docs, write_jsonl):
     corpus = write_jsonl(tmp_path / "docs.jsonl", topic_docs(40, seed=6))
     default = trained_config(corpus, tmp_path / "d")
-    assert (default.diffusion, default.diffusion_time, default.diffusion_mix) == (0.3, None, 1.0)
+    assert (default.diffusion, default.diffusion_time, default.diffusion_mix) == (0.3, None, None)
     train_cfg = trained_config(corpus, tmp_path / "m", "--diffusion", "0", "--diffusion-time", "20")
     assert (train_cfg.diffusion, train_cfg.diffusion_time) == (0.0, 20.0)
     assert weights_differ(tmp_path / "m", tmp_path / "d")  # without the term, training went another way

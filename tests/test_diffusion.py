@@ -193,10 +193,11 @@ def test_config_validation(kw):
 def test_default_walk_depends_on_the_data_type():
     from semhash.hashers.diffusion import default_walk
 
-    assert default_walk("distribution") == (10, 10.0, 0.0, 64, 1.0, 0.0)  # texts: a short walk on the plain 10-NN graph
-    assert default_walk("unit") == (20, 300.0, 2.0, 128, 0.5, 0.5)  # images: a long one, shared-neighbour
+    assert default_walk("distribution") == (10, 10.0, 0.0, 64, 1.0, 0.0, 1.0)  # texts: a short walk on the plain 10-NN graph
+    assert default_walk("unit") == (20, 300.0, 2.0, 128, 0.5, 0.5, 1.0)  # images: a long one, shared-neighbour
     # weights, in a half-whitened view of the pixels' square roots
-    assert default_walk("real") == (10, 100.0, 0.0, 64, 1.0, 0.0)  # other vectors (embeddings): the plain graph
+    # other vectors (embeddings): the plain graph, a half-whitened view weighing 5 times the diffusion coordinates
+    assert default_walk("real") == (10, 300.0, 0.0, 128, 1.0, 0.5, 5.0)
     tc = TrainConfig()
     assert tc.diffusion_time is None and tc.n_neighbors is None and tc.shared_neighbors is None
 
@@ -209,16 +210,16 @@ def test_walk_settings_given_replace_the_defaults(monkeypatch):
     real_graph, real_codes, real_view = neighbors.knn_graph, diffusion.diffusion_codes, neighbors.principal_view
     monkeypatch.setattr(neighbors, "knn_graph", lambda X, k, **kw: seen.update(k=k) or real_graph(X, k, **kw))
     monkeypatch.setattr(diffusion, "diffusion_codes", lambda g, bits, time, **kw: seen.update(
-        time=time, shared=kw["shared"]) or real_codes(g, bits, time, **kw))
+        time=time, shared=kw["shared"], mix=kw["mix"]) or real_codes(g, bits, time, **kw))
     monkeypatch.setattr(neighbors, "principal_view", lambda X, dims, **kw: seen.update(
         view=(dims, kw["power"], kw["whiten"])) or real_view(X, dims, **kw))
     X = np.random.default_rng(0).random((120, 8)).astype(np.float32)
     tc = TrainConfig(epochs=1, device="cpu", diffusion=0.3)
     AutoencoderHasher(bits=8, hidden=[16], train_config=tc).fit(X, output_type="unit", progress=False)
-    assert seen == {"k": 20, "time": 300.0, "shared": 2.0, "view": (128, 0.5, 0.5)}
+    assert seen == {"k": 20, "time": 300.0, "shared": 2.0, "mix": 1.0, "view": (128, 0.5, 0.5)}
     _fit(X, diffusion=0.3, n_neighbors=7, diffusion_time=5, shared_neighbors=0, graph_dims=4, graph_power=0.25,
-         graph_whiten=1.0)
-    assert seen == {"k": 7, "time": 5, "shared": 0, "view": (4, 0.25, 1.0)}
+         graph_whiten=1.0, diffusion_mix=0.5)
+    assert seen == {"k": 7, "time": 5, "shared": 0, "mix": 0.5, "view": (4, 0.25, 1.0)}
 
 
 def test_the_graph_view_takes_roots_and_whitens():

@@ -116,12 +116,13 @@ class AutoencoderHasher(Hasher):
             walk = default_walk(output_type)._replace(  # the settings given, the defaults for this data otherwise
                 **{k: v for k, v in (("n_neighbors", tc.n_neighbors), ("time", tc.diffusion_time),
                                      ("shared", tc.shared_neighbors), ("dims", tc.graph_dims),
-                                     ("power", tc.graph_power), ("whiten", tc.graph_whiten)) if v is not None})
+                                     ("power", tc.graph_power), ("whiten", tc.graph_whiten),
+                                     ("mix", tc.diffusion_mix)) if v is not None})
             view = principal_view(X, walk.dims, seed=tc.seed, power=walk.power, whiten=walk.whiten)
             graph = knn_graph(X, walk.n_neighbors, seed=tc.seed, view=view, device=pick_device(tc.device))
             if use_diffusion:
                 targets = diffusion_codes(graph, self.bits, walk.time, seed=tc.seed, view=view,
-                                          mix=tc.diffusion_mix, shared=walk.shared)
+                                          mix=walk.mix, shared=walk.shared)
         if shared and use_diffusion:
             targets = distributed.share(targets, np.float32)
         self.history = train(self.model, X, tc, progress=progress, neighbors=graph, targets=targets)

@@ -32,15 +32,17 @@ MIN_COMPONENT = 0.01  # share of the graph's nodes a component needs to get diff
 
 class Walk(NamedTuple):
     """The graph and walk settings a TrainConfig leaves at None: neighbours per item in the k-NN graph,
-    random-walk steps, the power of the shared-neighbour edge weights (normalized_adjacency), and the view
-    the graph is built in (neighbors.principal_view: principal dimensions, the power the features are
-    raised to first, the whitening exponent)."""
+    random-walk steps, the power of the shared-neighbour edge weights (normalized_adjacency), the view the
+    graph is built in (neighbors.principal_view: principal dimensions, the power the features are raised
+    to first, the whitening exponent), and the weight of that view's coordinates beside the diffusion ones
+    in the targets (diffusion_codes' mix)."""
     n_neighbors: int
     time: float
     shared: float
     dims: int = 64
     power: float = 1.0
     whiten: float = 0.0
+    mix: float = 1.0
 
 
 # measured (README, "How the autoencoder learns" and "Measured results"), per output of the autoencoder:
@@ -49,9 +51,12 @@ class Walk(NamedTuple):
 # [0, 1] ("unit") a long walk on the 20-NN graph whose edges weigh (1 + neighbours shared) ** 2, which keeps
 # the walk inside dense clusters, built in the square roots of the pixels, 128 principal dimensions half
 # whitened (its neighbours share their item's class more often); other real vectors ("real", such as sentence
-# embeddings) a long walk on the plain 10-NN graph, since the shared-neighbour weights cost them neighbour recall
-WALKS = {"distribution": Walk(10, 10.0, 0.0), "unit": Walk(20, 300.0, 2.0, 128, 0.5, 0.5),
-         "real": Walk(10, 100.0, 0.0)}
+# embeddings), whose users want each item's nearest neighbours rather than its class, a long walk on the plain
+# 10-NN graph of a half-whitened 128-dimensional view, with that view weighing five times the diffusion
+# coordinates in the targets
+WALKS = {"distribution": Walk(10, 10.0, 0.0),
+         "unit": Walk(20, 300.0, 2.0, dims=128, power=0.5, whiten=0.5),
+         "real": Walk(10, 300.0, 0.0, dims=128, whiten=0.5, mix=5.0)}
 
 
 def default_walk(output_type: str) -> Walk:

@@ -45,15 +45,17 @@ class TrainConfig:
     temperature: float = 0.3   # of the neighbour term's softmax
     diffusion: float = 0.3     # weight of the diffusion-code target term (relative, likewise); see diffusion.py
     diffusion_time: float | None = None  # random-walk steps of the diffusion codes (more = coarser, class-like
-                                         # bits); None: 10 for texts, 300 for images, 100 otherwise
+                                         # bits); None: 10 for texts, 300 otherwise
                                          # (diffusion.default_walk)
     shared_neighbors: float | None = None  # > 0: the diffusion graph's edges weigh (1 + neighbours shared) ** this
                                            # (diffusion.normalized_adjacency); 0: every edge weighs 1; None: 2 for
                                            # images, 0 otherwise (diffusion.default_walk)
     graph_dims: int | None = None  # the view the k-NN graph is built in (neighbors.principal_view): principal
     graph_power: float | None = None  # dimensions, the power the features are raised to first, the whitening
-    graph_whiten: float | None = None  # exponent; None: 128, 0.5, 0.5 for images, 64, 1, 0 otherwise (WALKS)
-    diffusion_mix: float = 1.0  # weight of the items' own principal coordinates beside the diffusion ones
+    graph_whiten: float | None = None  # exponent; None: 128, 0.5, 0.5 for images, 128, 1, 0.5 for other real
+                                       # vectors, 64, 1, 0 for texts (diffusion.WALKS)
+    diffusion_mix: float | None = None  # weight of the items' own principal coordinates beside the diffusion
+                                        # ones; None: 5 for "real" vectors, 1 otherwise (diffusion.default_walk)
     # the autoencoder family (all off by default); weights are relative to the reconstruction loss, as above
     corruption: float = 0.0    # denoising: share of input entries zeroed in training (texts: word dropout)
     input_noise: float = 0.0   # denoising: std of Gaussian noise added to dense input vectors in training
@@ -71,7 +73,7 @@ class TrainConfig:
         numbers = {"learning rate": self.lr, "noise": self.noise, "balance": self.balance,
                    "decorrelation": self.decorrelation, "neighbors": self.neighbors, "temperature": self.temperature,
                    "diffusion": self.diffusion, "diffusion time": self.diffusion_time or 0.0,
-                   "diffusion mix": self.diffusion_mix,
+                   "diffusion mix": self.diffusion_mix or 0.0,
                    "shared_neighbors": self.shared_neighbors or 0.0, "graph_power": self.graph_power or 0.0,
                    "graph_whiten": self.graph_whiten or 0.0, "validation fraction": self.val_fraction,
                    "corruption": self.corruption, "input_noise": self.input_noise, "sparsity": self.sparsity,
@@ -90,7 +92,7 @@ class TrainConfig:
             (self.noise >= 0, "noise must be >= 0"),
             (self.noise_ramp >= 0, "noise ramp must be >= 0"),
             (min(self.balance, self.decorrelation, self.neighbors, self.diffusion) >= 0, "penalty weights must be >= 0"),
-            ((self.diffusion_time is None or self.diffusion_time >= 0) and self.diffusion_mix >= 0,
+            ((self.diffusion_time is None or self.diffusion_time >= 0) and (self.diffusion_mix or 0.0) >= 0,
              "diffusion time and mix must be >= 0"),
             (self.shared_neighbors is None or self.shared_neighbors >= 0,
              f"shared_neighbors is the power of the shared-neighbour edge weights: >= 0 (0: every edge weighs 1); "
