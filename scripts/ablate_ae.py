@@ -44,7 +44,8 @@ VARIANTS: dict[str, dict] = {
     "mirrored-decoder": {"decoder_hidden": [256], "target_words": 0, "batch_size": 256, "epochs": 30},
     # the walk for vectors before 2026-12-02: the plain 10-NN graph, 100 steps (texts: the default itself)
     "old-walk": {"shared_neighbors": 0, "n_neighbors": 10, "diffusion_time": 100},
-    # the graph view for images before 2026-12-02 (64 principal dimensions of the pixels themselves, unwhitened)
+    # the graph view before 2026-12-02 evening: 64 principal dimensions of the features themselves, unwhitened
+    # (images and other vectors now take 128 half-whitened ones, of the pixels' roots for images; texts 32)
     "old-view": {"graph_dims": 64, "graph_power": 1.0, "graph_whiten": 0.0},
     # the defaults for other real vectors (sentence embeddings) before 2026-12-02: a 100-step walk in the plain
     # 64-dimensional view, which weighed as much as the diffusion coordinates in the targets

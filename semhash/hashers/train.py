@@ -53,7 +53,7 @@ class TrainConfig:
     graph_dims: int | None = None  # the view the k-NN graph is built in (neighbors.principal_view): principal
     graph_power: float | None = None  # dimensions, the power the features are raised to first, the whitening
     graph_whiten: float | None = None  # exponent; None: 128, 0.5, 0.5 for images, 128, 1, 0.5 for other real
-                                       # vectors, 64, 1, 0 for texts (diffusion.WALKS)
+                                       # vectors, 32, 1, 0 for texts (diffusion.WALKS)
     diffusion_mix: float | None = None  # weight of the items' own principal coordinates beside the diffusion
                                         # ones; None: 5 for "real" vectors, 1 otherwise (diffusion.default_walk)
     # the autoencoder family (all off by default); weights are relative to the reconstruction loss, as above
