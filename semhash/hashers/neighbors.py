@@ -32,7 +32,7 @@ def principal_view(X, dims: int = GRAPH_DIMS, seed: int = 0, power: float = 1.0,
     the 20-NN graph of the training images held 80.8% same-class neighbours with the plain 64-dimensional
     view and 83.5% with power 0.5, 128 dimensions and whiten 0.5 (diffusion.WALKS)."""
     if power != 1.0:
-        if (X.min() if not sp.issparse(X) else min(0.0, X.data.min(initial=0.0))) < 0:
+        if (X.data.min(initial=0.0) if sp.issparse(X) else X.min()) < 0:
             raise ConfigError(f"a graph view with power {power} needs features >= 0")
         X = X.power(power) if sp.issparse(X) else np.power(np.asarray(X, dtype=np.float32), power)
     dims = max(1, min(dims, X.shape[1], X.shape[0]))
