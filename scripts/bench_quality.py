@@ -36,7 +36,8 @@ Protocol: with --seeds 0,1,2 every method runs once per seed (the hashers' seeds
 split too) and the table gives mean ± std over the seeds. A setting may be chosen per seed with --tune
 NAME=V1,V2,... (an autoencoder option, e.g. diffusion_time=10,30,100): each value is scored on a
 validation split drawn from the database (--tune-queries items, a seed of its own; never the reported
-queries), and the best mAP's value is used for that seed's reported run. Neighbour recall (R@10, and
+queries), and the value with the best --tune-by score (validation mAP + P@k by default; mAP or P@k alone)
+is used for that seed's reported run. Neighbour recall (R@10, and
 re-ranking the codes' top 100 and 1,000 by cosine; A@10 and A@10/N the same with the codes ranked by
 their asymmetric score against the query's logits) is scored for every code, with the sign of every
 centred feature dimension as the reference (dense features).
@@ -178,17 +179,23 @@ def parse_tune(spec: str | None) -> tuple[str, list] | None:
     return name.strip(), vals
 
 
-def tune(db, name: str, values: list, seed: int, n_val: int, ae_options: dict, bits, say) -> tuple:
-    """The value of ae option `name` whose autoencoder scores the best mAP (mean over `bits`) on a
-    validation split of the database: (best value, {value: mAP})."""
+TUNE_BY = {"map": "validation mAP", "precision": "validation P@k", "both": "validation mAP + P@k"}
+
+
+def tune(db, name: str, values: list, seed: int, n_val: int, ae_options: dict, bits, say, k: int = 100,
+         by: str = "both") -> tuple:
+    """The value of ae option `name` whose autoencoder scores best on a validation split of the database, by
+    mAP, P@k or their sum (`by`; each the mean over `bits`): (best value, {value: {"map", "precision", "score"}})."""
     train, val = split_queries(db, n_val, seed + 10_000, "the database")
     scores = {}
     for v in values:
-        rep = run_evaluation(train, val, methods=("ae",), bits=bits, seed=seed, knn_ceiling=False, neighbour_k=None,
-                             ae_options={**ae_options, name: v}, log=None)
-        scores[v] = float(np.mean([r["metrics"]["map"] for r in rep["results"]]))
-        say(f"  tune seed {seed}: {name}={v}: validation mAP {scores[v]:.4f}")
-    return max(values, key=lambda v: scores[v]), scores
+        rep = run_evaluation(train, val, methods=("ae",), bits=bits, k=k, seed=seed, knn_ceiling=False,
+                             neighbour_k=None, ae_options={**ae_options, name: v}, log=None)
+        m = float(np.mean([r["metrics"]["map"] for r in rep["results"]]))
+        p = float(np.mean([r["metrics"][f"precision_at_{k}"] for r in rep["results"]]))
+        scores[v] = {"map": m, "precision": p, "score": {"map": m, "precision": p, "both": m + p}[by]}
+        say(f"  tune seed {seed}: {name}={v}: validation mAP {m:.4f}, P@{k} {p:.4f}")
+    return max(values, key=lambda v: scores[v]["score"]), scores
 
 
 def aggregate_table(reports: list[dict]) -> str:
@@ -236,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="an autoencoder option (semhash train's, or a TrainConfig field such as n_neighbors; the "
                          "value read as JSON); repeatable")
     ap.add_argument("--tune-queries", type=int, default=2000, help="validation queries for --tune")
+    ap.add_argument("--tune-by", choices=sorted(TUNE_BY), default="both",
+                    help="--tune's criterion: validation mAP, P@k, or both (their sum; the default)")
     ap.add_argument("-k", type=int, default=100, help="precision@k cut-off")
     ap.add_argument("--epochs", type=int, default=None, help="autoencoder epochs (default: the trainer's)")
     ap.add_argument("--device", default=None, help="autoencoder device: auto, cpu, cuda, mps (default: auto)")
@@ -298,9 +307,10 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     if tuning and "ae" in methods:
                         base = db if query_count is None else split_queries(db, query_count, seed, str(name))[0]
-                        value, scores = tune(base, *tuning, seed, args.tune_queries, ae_options, bits, say)
+                        value, scores = tune(base, *tuning, seed, args.tune_queries, ae_options, bits, say, k=args.k,
+                                             by=args.tune_by)
                         options[tuning[0]] = value
-                        chosen = {"option": tuning[0], "value": value, "validation_map": scores}
+                        chosen = {"option": tuning[0], "value": value, "by": TUNE_BY[args.tune_by], "validation": scores}
                         say(f"  seed {seed}: {tuning[0]}={value} chosen on the validation split")
                     timed = name == "embed" and not args.no_speed
                     fitted = {} if timed else None  # the hashers, kept for the timings
@@ -332,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\nqueries/s, all {reports[0]['dataset']['queries']:,} queries at once, k = 10, best of {args.repeat}:\n")
                 print(speed_table(speeds, reports[0]["sign_reference"]["bits"]))
             if tuning:
-                print("\ntuned on a validation split of the database: "
+                print(f"\ntuned on a validation split of the database ({TUNE_BY[args.tune_by].replace('@k', f'@{args.k}')}): "
                       + ", ".join(f"seed {s}: {r['tuned']['option']}={r['tuned']['value']}" for s, r in zip(seeds, reports)
                                   if r["tuned"]))
             print(f"\nfloat-knn: exact kNN on the features ({ceiling['metric']}); sign: one bit per centred feature "

@@ -51,3 +51,21 @@ def test_a_cache_longer_than_the_corpus_is_refused(tmp_path):
     done = run(tmp_path, "--embed-cache", str(cache(tmp_path, rows)), "--embed-limit", str(rows), "--no-speed")
     assert done.returncode == 1
     assert f"holds {rows - 10} records, the embeddings {rows}: a stale --embed-cache?" in done.stderr
+
+
+def test_tune_picks_the_value_with_the_best_validation_score(tmp_path):
+    out = tmp_path / "report.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--datasets", "debian", "--debian-corpus", str(SAMPLE),
+                           "--methods", "ae", "--bits", "8", "--epochs", "1", "--debian-queries", "300",
+                           "--tune", "diffusion_time=3,30", "--tune-by", "precision", "--tune-queries", "300",
+                           "-q", "--out-json", str(out)],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    tuned = json.loads(out.read_text())["datasets"]["debian"]["reports"][0]["tuned"]
+    assert tuned["option"] == "diffusion_time" and tuned["by"] == "validation P@k"
+    scores = tuned["validation"]
+    assert set(scores) == {"3", "30"}  # JSON keys
+    assert str(tuned["value"]) == max(scores, key=lambda v: scores[v]["precision"])
+    assert all(s["score"] == s["precision"] and 0 < s["map"] <= 1 for s in scores.values())
+    assert "tuned on a validation split of the database (validation P@100): seed 0: diffusion_time=" in done.stdout
