@@ -219,3 +219,26 @@ def test_eval_passes_the_options_to_the_autoencoder(tmp_path, topic_docs, write_
                                        "--corruption", "0.1"])
     assert result.exit_code == 1 and result.stderr == "Error: stop here\n"
     assert (seen["variational"], seen["corruption"], seen["sparsity"]) == (0.2, 0.1, None)  # None: the default
+
+
+# --- neighbour distillation after training (rank_epochs) ---------------------------------------------------
+
+def test_rank_epochs_move_the_encoder_alone_and_lower_the_distillation_loss():
+    X = data(n=400)
+    plain, tuned = fit(X, epochs=3), fit(X, epochs=3, rank_epochs=6, rank_lr=3e-3)
+    assert "rank" not in plain.history
+    losses = tuned.history["rank"]["loss"]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    before, after = plain.model.state_dict(), tuned.model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved == {k for k in before if k.startswith(("encoder.", "to_code."))}  # the decoder is left alone
+    assert not tuned.model.training and np.array_equal(tuned.encode(X), tuned.encode(X))
+
+
+def test_rank_epochs_on_sparse_features_and_bad_values_are_refused():
+    X = sp.random(60, 30, density=0.2, format="csr", dtype=np.float32, random_state=0)
+    with pytest.raises(ConfigError, match="rank_epochs distils the exact cosine neighbours of dense vectors"):
+        fit(X, output_type="distribution", rank_epochs=1)
+    for kw in (dict(rank_epochs=-1), dict(rank_epochs=1.5), dict(rank_lr=0.0), dict(rank_temperature=-1.0)):
+        with pytest.raises(ConfigError, match="rank_"):
+            TrainConfig(**kw)

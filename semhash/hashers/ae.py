@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,12 @@ class AutoencoderHasher(Hasher):
         if shared and tc.contractive:
             raise ConfigError("the contractive term (--contractive) does not work with distributed training yet; "
                               "train on one process, or without it")
+        if shared and tc.rank_epochs:
+            raise ConfigError("the neighbour distillation (rank_epochs) does not work with distributed training yet; "
+                              "train on one process, or without it")
+        if tc.rank_epochs and sp.issparse(X):
+            raise ConfigError("rank_epochs distils the exact cosine neighbours of dense vectors (embeddings, "
+                              "images), not of sparse TF-IDF rows")
         if tc.input_noise and sp.issparse(X):
             raise ConfigError("--input-noise adds Gaussian noise to dense vectors; for sparse (text) features use "
                               "--corruption, which drops a share of each row's words")
@@ -126,7 +133,28 @@ class AutoencoderHasher(Hasher):
         if shared and use_diffusion:
             targets = distributed.share(targets, np.float32)
         self.history = train(self.model, X, tc, progress=progress, neighbors=graph, targets=targets)
+        if tc.rank_epochs:
+            self.history["rank"] = self._distill(X, progress)
         self.model.to("cpu")  # inference and saving happen on the CPU unless asked otherwise
+
+    def _distill(self, X: Features, progress: bool) -> dict:
+        """TrainConfig.rank_epochs of listwise distillation of the exact cosine neighbours into the encoder
+        (semhash.hashers.distill), after training: the encoder and code layer move, the decoder is left as it
+        is (inference never uses it). The model stays in eval mode: no noise, no dropout."""
+        from .distill import Distill, finetune
+
+        tc, model = self.train_config, self.model
+        device = next(model.parameters()).device
+        if progress:
+            print(f"distilling the neighbours of {X.shape[0]:,} rows ({tc.rank_epochs} epochs) ...",
+                  file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        model.eval()
+        Xt = torch.from_numpy(np.asarray(X, np.float32)).to(device)
+        params = [*model.encoder.parameters(), *model.to_code.parameters()]
+        settings = Distill(epochs=tc.rank_epochs, lr=tc.rank_lr, temperature=tc.rank_temperature)
+        losses = finetune(X, lambda rows: model.code_logits(Xt[rows]), params, settings, tc.seed, device)
+        return {"loss": [round(x, 6) for x in losses], "seconds": round(time.perf_counter() - started, 3)}
 
     def logits(self, X: Features) -> np.ndarray:
         if self.model is None:

@@ -3,11 +3,8 @@
 ITQ keeps as much of the features' variance as sign() allows; the autoencoder's diffusion targets reward
 clusters. Neither asks for what re-ranking needs: that an item's exact nearest neighbours (by cosine on
 the features) come first. This hasher starts from ITQ and fine-tunes the projection by listwise
-distillation: for an anchor row and candidates drawn from its exact neighbours (the nearest, some
-farther, some at random), the softmax of the features' cosines at a low temperature is the teacher,
-and the softmax of the asymmetric score (the anchor's logits against the candidates' relaxed codes,
-tanh(beta * logits); semhash.asymmetric) the student. Only the projection is kept, so the hasher is
-a LinearHasher like ITQ at inference (no torch). Dense features only.
+distillation (semhash.hashers.distill). Only the projection is kept, so the hasher is a LinearHasher like
+ITQ at inference (no torch). Dense features only.
 """
 from __future__ import annotations
 
@@ -16,10 +13,8 @@ import time
 import numpy as np
 
 from ..errors import ConfigError, ModelError
-from ..vectors import unit_rows
 from .baselines import Features, ITQHasher
-
-NEIGHBOUR_BLOCK = 1 << 24   # (anchor, row) similarities computed at once when finding the neighbours
+from .distill import Distill, candidates, nearest  # noqa: F401  (candidates, nearest: re-exported)
 
 
 class RankHasher(ITQHasher):
@@ -57,77 +52,23 @@ class RankHasher(ITQHasher):
         W = super()._fit_projection(X)
         if not self.epochs:
             return W
+        import torch
+
+        from .distill import finetune
+        from .train import cpu_threads, pick_device
+
         start = time.perf_counter()
-        rng = np.random.default_rng([self.seed, 2])
-        unit = unit_rows(X)
-        anchors = rng.choice(len(unit), min(self.anchors, len(unit)), replace=False)
-        ranked = nearest(unit, anchors, min(self.depth, len(unit) - 1))
-        W, losses = _finetune(unit, np.asarray(X, np.float32), self.mean.astype(np.float32), W.astype(np.float32),
-                              anchors, ranked, self, rng)
+        s = Distill(self.epochs, self.lr, self.temperature, self.anchors, self.near, self.middle, self.far,
+                    self.depth, self.batch_size)
+        with cpu_threads(self.threads):
+            torch.manual_seed(self.seed)
+            device = pick_device(self.device)
+            Xt = torch.from_numpy(np.asarray(X, np.float32)).to(device)
+            mu = torch.from_numpy(self.mean.astype(np.float32)).to(device)
+            proj = torch.nn.Parameter(torch.from_numpy(W.astype(np.float32)).to(device))
+            losses = finetune(X, lambda rows: (Xt[rows] - mu) @ proj, [proj], s, self.seed, device)
+            W = proj.detach().cpu().numpy().astype(np.float64)
         self.history.update(rank_loss=[round(x, 6) for x in losses],
-                            rank_seconds=round(time.perf_counter() - start, 3), rank_anchors=len(anchors))
+                            rank_seconds=round(time.perf_counter() - start, 3), rank_anchors=min(self.anchors, len(X)))
         return W
 
-
-def nearest(unit: np.ndarray, anchors: np.ndarray, depth: int) -> np.ndarray:
-    """(len(anchors), depth): each anchor's `depth` nearest other rows of `unit` by cosine, nearest first."""
-    out = np.zeros((len(anchors), depth), np.int64)
-    step = max(1, NEIGHBOUR_BLOCK // max(1, len(unit)))
-    for a in range(0, len(anchors), step):
-        rows = anchors[a:a + step]
-        sims = unit[rows] @ unit.T
-        sims[np.arange(len(rows)), rows] = -np.inf  # not itself
-        part = np.argpartition(-sims, depth - 1, axis=1)[:, :depth]
-        order = np.argsort(-np.take_along_axis(sims, part, 1), axis=1, kind="stable")
-        out[a:a + step] = np.take_along_axis(part, order, 1)
-    return out
-
-
-def _finetune(unit, X, mean, W, anchors, ranked, h: RankHasher, rng) -> tuple[np.ndarray, list[float]]:
-    """Adam on the projection W (dim, bits) against the listwise distillation loss; (W, loss per epoch)."""
-    import torch
-
-    from .train import cpu_threads, pick_device
-
-    with cpu_threads(h.threads):
-        torch.manual_seed(h.seed)
-        device = pick_device(h.device)
-        Xt, Ut = torch.from_numpy(X).to(device), torch.from_numpy(unit).to(device)
-        mu = torch.from_numpy(mean).to(device)
-        proj = torch.nn.Parameter(torch.from_numpy(W).to(device))
-        scale = float(np.abs((X[anchors[:1000]] - mean) @ W).mean()) or 1.0
-        beta = torch.nn.Parameter(torch.tensor(1.0 / scale, device=device))  # sharpness of the relaxed codes
-        tau = torch.nn.Parameter(torch.tensor(0.1, device=device))            # the student's temperature
-        opt = torch.optim.Adam([proj, beta, tau], lr=h.lr)
-        near = min(h.near, ranked.shape[1])
-        losses = []
-        for _ in range(h.epochs):
-            order, total = rng.permutation(len(anchors)), 0.0
-            for s in range(0, len(order), h.batch_size):
-                pick = order[s:s + h.batch_size]
-                cand = candidates(ranked[pick], near, h.middle, h.far, len(X), rng)
-                a = torch.from_numpy(anchors[pick]).to(device)
-                c = torch.from_numpy(cand).to(device)
-                teacher = torch.softmax(torch.einsum("bd,bcd->bc", Ut[a], Ut[c]) / h.temperature, dim=1)
-                za = (Xt[a] - mu) @ proj                              # (b, bits): the anchors' logits
-                zc = (Xt[c] - mu) @ proj                              # (b, c, bits)
-                score = torch.einsum("bk,bck->bc", za, torch.tanh(zc * beta)) * beta / za.shape[1]
-                loss = -(teacher * torch.log_softmax(score / tau.abs().clamp(min=1e-3), dim=1)).sum(1).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(pick)
-            losses.append(total / len(order))
-        return proj.detach().cpu().numpy().astype(np.float64), losses
-
-
-def candidates(ranked: np.ndarray, near: int, middle: int, far: int, n: int, rng) -> np.ndarray:
-    """(b, near + middle + far) row indices for each anchor: its `near` nearest, `middle` drawn from the
-    rest of its ranked neighbours, `far` drawn from every row."""
-    b = len(ranked)
-    parts = [ranked[:, :near]]
-    if middle and ranked.shape[1] > near:
-        parts.append(np.take_along_axis(ranked, rng.integers(near, ranked.shape[1], (b, middle)), 1))
-    if far:
-        parts.append(rng.integers(0, n, (b, far)))
-    return np.concatenate(parts, axis=1)

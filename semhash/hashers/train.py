@@ -63,6 +63,11 @@ class TrainConfig:
     sparsity_target: float = 0.5  # the mean activation the sparsity term pulls each code unit toward
     contractive: float = 0.0   # weight of the squared Frobenius norm of d code / d input (Hutchinson estimate)
     variational: float = 0.0   # > 0: Bernoulli-sampled codes in training, and this weight on KL(q || Bernoulli(0.5))
+    # after training, epochs of listwise distillation of the exact cosine neighbours into the encoder
+    # (semhash.hashers.distill; dense features only): codes that rank each item's own neighbours first
+    rank_epochs: int = 0
+    rank_lr: float = 3e-4      # Adam's learning rate for those epochs
+    rank_temperature: float = 0.05  # the teacher's softmax temperature over the candidates' cosines
     val_fraction: float = 0.1  # held out for early stopping (0 disables)
     patience: int = 5          # epochs without validation improvement before stopping
     seed: int = 0
@@ -78,7 +83,8 @@ class TrainConfig:
                    "graph_whiten": self.graph_whiten or 0.0, "validation fraction": self.val_fraction,
                    "corruption": self.corruption, "input_noise": self.input_noise, "sparsity": self.sparsity,
                    "sparsity_target": self.sparsity_target, "contractive": self.contractive,
-                   "variational": self.variational}
+                   "variational": self.variational, "rank_lr": self.rank_lr,
+                   "rank_temperature": self.rank_temperature}
         for name, value in numbers.items():
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -116,6 +122,11 @@ class TrainConfig:
                                     f"got {self.contractive}"),
             (self.variational >= 0, f"variational (--variational) is a KL weight: >= 0 (0: the deterministic "
                                     f"bottleneck); got {self.variational}"),
+            (isinstance(self.rank_epochs, int) and not isinstance(self.rank_epochs, bool)
+             and 0 <= self.rank_epochs <= MAX_EPOCHS,
+             f"rank_epochs must be a whole number from 0 (off) to {MAX_EPOCHS:,}; got {self.rank_epochs!r}"),
+            (self.rank_lr > 0 and self.rank_temperature > 0,
+             f"rank_lr and rank_temperature must be > 0; got {self.rank_lr} and {self.rank_temperature}"),
             (self.temperature >= 0, "temperature must be >= 0 (0: a pull between neighbours only)"),
             (0 <= self.val_fraction < 1, "validation fraction must be in [0, 1)"),
             (self.patience >= 1, "patience must be at least 1"),
