@@ -37,7 +37,8 @@ split too) and the table gives mean ± std over the seeds. A setting may be chos
 NAME=V1,V2,... (an autoencoder option, e.g. diffusion_time=10,30,100): each value is scored on a
 validation split drawn from the database (--tune-queries items, a seed of its own; never the reported
 queries), and the value with the best --tune-by score (validation mAP + P@k by default; mAP or P@k alone)
-is used for that seed's reported run. Neighbour recall (R@10, and
+is used for that seed's reported run; --tune-by recall scores the asymmetric neighbour recall@10
+re-ranking 100 instead (dense features). Neighbour recall (R@10, and
 re-ranking the codes' top 100 and 1,000 by cosine; A@10 and A@10/N the same with the codes ranked by
 their asymmetric score against the query's logits) is scored for every code, with the sign of every
 centred feature dimension as the reference (dense features).
@@ -179,22 +180,27 @@ def parse_tune(spec: str | None) -> tuple[str, list] | None:
     return name.strip(), vals
 
 
-TUNE_BY = {"map": "validation mAP", "precision": "validation P@k", "both": "validation mAP + P@k"}
+TUNE_BY = {"map": "validation mAP", "precision": "validation P@k", "both": "validation mAP + P@k",
+           "recall": "validation A@10/100"}
+RECALL_KEY = "recall_at_10_asym_rerank_100"  # --tune-by recall: the asymmetric recall@10 re-ranking 100
 
 
 def tune(db, name: str, values: list, seed: int, n_val: int, ae_options: dict, bits, say, k: int = 100,
          by: str = "both") -> tuple:
     """The value of ae option `name` whose autoencoder scores best on a validation split of the database, by
-    mAP, P@k or their sum (`by`; each the mean over `bits`): (best value, {value: {"map", "precision", "score"}})."""
+    mAP, P@k, their sum or the asymmetric neighbour recall@10 re-ranking 100 (`by`; each the mean over
+    `bits`): (best value, {value: {"map", "precision"[, "recall"], "score"}})."""
     train, val = split_queries(db, n_val, seed + 10_000, "the database")
     scores = {}
     for v in values:
         rep = run_evaluation(train, val, methods=("ae",), bits=bits, k=k, seed=seed, knn_ceiling=False,
-                             neighbour_k=None, ae_options={**ae_options, name: v}, log=None)
-        m = float(np.mean([r["metrics"]["map"] for r in rep["results"]]))
-        p = float(np.mean([r["metrics"][f"precision_at_{k}"] for r in rep["results"]]))
-        scores[v] = {"map": m, "precision": p, "score": {"map": m, "precision": p, "both": m + p}[by]}
-        say(f"  tune seed {seed}: {name}={v}: validation mAP {m:.4f}, P@{k} {p:.4f}")
+                             neighbour_k=10 if by == "recall" else None, ae_options={**ae_options, name: v}, log=None)
+        mean = {key: float(np.mean([r["metrics"][col] for r in rep["results"]]))
+                for key, col in (("map", "map"), ("precision", f"precision_at_{k}"), ("recall", RECALL_KEY))
+                if by == "recall" or key != "recall"}
+        scores[v] = {**mean, "score": mean["map"] + mean["precision"] if by == "both" else mean[by]}
+        say(f"  tune seed {seed}: {name}={v}: validation mAP {mean['map']:.4f}, P@{k} {mean['precision']:.4f}"
+            + (f", A@10/100 {mean['recall']:.4f}" if by == "recall" else ""))
     return max(values, key=lambda v: scores[v]["score"]), scores
 
 
@@ -244,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                          "value read as JSON); repeatable")
     ap.add_argument("--tune-queries", type=int, default=2000, help="validation queries for --tune")
     ap.add_argument("--tune-by", choices=sorted(TUNE_BY), default="both",
-                    help="--tune's criterion: validation mAP, P@k, or both (their sum; the default)")
+                    help="--tune's criterion: validation mAP, P@k, both (their sum; the default), or recall "
+                         "(asymmetric neighbour recall@10 re-ranking 100, for vectors)")
     ap.add_argument("-k", type=int, default=100, help="precision@k cut-off")
     ap.add_argument("--epochs", type=int, default=None, help="autoencoder epochs (default: the trainer's)")
     ap.add_argument("--device", default=None, help="autoencoder device: auto, cpu, cuda, mps (default: auto)")

@@ -135,9 +135,10 @@ def training_options(fn):
                           "principal subspace are drawn together (0: off)."),
         click.option("--temperature", default=0.3, show_default=True,
                      help="Neighbour term: softmax temperature of its contrastive form; 0 = a pull only."),
-        click.option("--diffusion", default=0.3, show_default=True,
+        click.option("--diffusion", default=None, type=float,
                      help="Weight of the diffusion term: the code layer learns target bits from a random walk on the "
-                          "items' k-nearest-neighbour graph, so items of one kind share bits (0: off)."),
+                          "items' k-nearest-neighbour graph, so items of one kind share bits (0: off)  "
+                          "[default: 1 for texts, 0.3 for other vectors]."),
         click.option("--diffusion-time", default=None, type=float,
                      help="Diffusion term: steps of the random walk; more = coarser, more class-like bits  "
                           "[default: 10 for texts, 300 for other vectors]."),

@@ -258,10 +258,14 @@ def test_train_with_the_neighbour_term(tmp_path, topic_docs, write_jsonl):
 def test_train_with_and_without_the_diffusion_term(tmp_path, topic_docs, write_jsonl):
     corpus = write_jsonl(tmp_path / "docs.jsonl", topic_docs(40, seed=6))
     default = trained_config(corpus, tmp_path / "d")
-    assert (default.diffusion, default.diffusion_time, default.diffusion_mix) == (0.3, None, None)
+    assert (default.diffusion, default.diffusion_time, default.diffusion_mix) == (None, None, None)  # the data's
     train_cfg = trained_config(corpus, tmp_path / "m", "--diffusion", "0", "--diffusion-time", "20")
     assert (train_cfg.diffusion, train_cfg.diffusion_time) == (0.0, 20.0)
     assert weights_differ(tmp_path / "m", tmp_path / "d")  # without the term, training went another way
+    # texts' default weight is 1 (diffusion.WALKS): the same training as --diffusion 1, not as --diffusion 0.3
+    trained_config(corpus, tmp_path / "w1", "--diffusion", "1")
+    trained_config(corpus, tmp_path / "w03", "--diffusion", "0.3")
+    assert not weights_differ(tmp_path / "w1", tmp_path / "d") and weights_differ(tmp_path / "w03", tmp_path / "d")
     bad = run("train", corpus, *FAST, "-o", tmp_path / "m2", "--diffusion-time", "-1")
     assert bad.exit_code == 1 and bad.stderr == "Error: diffusion time and mix must be >= 0\n"
 

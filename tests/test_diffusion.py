@@ -193,11 +193,12 @@ def test_config_validation(kw):
 def test_default_walk_depends_on_the_data_type():
     from semhash.hashers.diffusion import default_walk
 
-    assert default_walk("distribution") == (10, 10.0, 0.0, 32, 1.0, 0.0, 1.0)  # texts: a short walk on the plain 10-NN graph
-    assert default_walk("unit") == (20, 300.0, 2.0, 128, 0.5, 0.5, 1.0)  # images: a long one, shared-neighbour
+    # texts: a short walk on the plain 10-NN graph, the target term weighing 1
+    assert default_walk("distribution") == (10, 10.0, 0.0, 32, 1.0, 0.0, 1.0, 1.0)
+    assert default_walk("unit") == (20, 300.0, 2.0, 128, 0.5, 0.5, 1.0, 0.3)  # images: a long one, shared-neighbour
     # weights, in a half-whitened view of the pixels' square roots
     # other vectors (embeddings): the plain graph, a half-whitened view weighing 5 times the diffusion coordinates
-    assert default_walk("real") == (10, 300.0, 0.0, 128, 1.0, 0.5, 5.0)
+    assert default_walk("real") == (10, 300.0, 0.0, 128, 1.0, 0.5, 5.0, 0.3)
     tc = TrainConfig()
     assert tc.diffusion_time is None and tc.n_neighbors is None and tc.shared_neighbors is None
 

@@ -97,7 +97,7 @@ class AutoencoderHasher(Hasher):
         self.model = BinaryAutoencoder(cfg)
         graph = targets = None
         tc = self.train_config
-        use_diffusion = bool(tc.diffusion) and X.shape[0] >= MIN_DIFFUSION_ROWS
+        use_diffusion = (tc.diffusion is None or tc.diffusion > 0) and X.shape[0] >= MIN_DIFFUSION_ROWS
         shared = distributed.active()
         if shared and tc.neighbors:
             raise ConfigError("the neighbour term (--neighbors) does not work with distributed training yet; "

@@ -26,7 +26,7 @@ class TrainingOptions:
     hidden: Sequence[int] | str = (256,)   # encoder widths (the decoder mirrors them; texts: linear); "512,256" as text
     neighbors: float = 0.0
     temperature: float = 0.3
-    diffusion: float = 0.3
+    diffusion: float | None = None  # None: 1 for texts, 0.3 otherwise (semhash.hashers.diffusion.WALKS)
     diffusion_time: float | None = None
     corruption: float = 0.0      # the autoencoder family: see semhash.hashers.train.TrainConfig
     input_noise: float = 0.0
@@ -50,7 +50,7 @@ class TrainingOptions:
         if unknown:
             raise ConfigError(f"unknown training option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
                               f"the options are: {', '.join(f.name for f in dataclasses.fields(cls))}")
-        return cls(**{k: v for k, v in options.items() if v is not None or k == "diffusion_time"})
+        return cls(**{k: v for k, v in options.items() if v is not None or k in ("diffusion", "diffusion_time")})
 
     def widths(self) -> list[int]:
         """The hidden layer widths (from a list, or from text such as "512,256")."""

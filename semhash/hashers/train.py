@@ -43,7 +43,8 @@ class TrainConfig:
     n_neighbors: int | None = None  # neighbours per item in the k-NN graph of the training rows; None: 10, images
                                     # 20 (diffusion.default_walk)
     temperature: float = 0.3   # of the neighbour term's softmax
-    diffusion: float = 0.3     # weight of the diffusion-code target term (relative, likewise); see diffusion.py
+    diffusion: float | None = None  # weight of the diffusion-code target term (relative, likewise; 0: off); see
+                                    # diffusion.py; None: 1 for texts, 0.3 otherwise (diffusion.default_walk)
     diffusion_time: float | None = None  # random-walk steps of the diffusion codes (more = coarser, class-like
                                          # bits); None: 10 for texts, 300 otherwise
                                          # (diffusion.default_walk)
@@ -77,7 +78,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         numbers = {"learning rate": self.lr, "noise": self.noise, "balance": self.balance,
                    "decorrelation": self.decorrelation, "neighbors": self.neighbors, "temperature": self.temperature,
-                   "diffusion": self.diffusion, "diffusion time": self.diffusion_time or 0.0,
+                   "diffusion": self.diffusion or 0.0, "diffusion time": self.diffusion_time or 0.0,
                    "diffusion mix": self.diffusion_mix or 0.0,
                    "shared_neighbors": self.shared_neighbors or 0.0, "graph_power": self.graph_power or 0.0,
                    "graph_whiten": self.graph_whiten or 0.0, "validation fraction": self.val_fraction,
@@ -97,7 +98,7 @@ class TrainConfig:
             (self.lr > 0, "learning rate must be positive"),
             (self.noise >= 0, "noise must be >= 0"),
             (self.noise_ramp >= 0, "noise ramp must be >= 0"),
-            (min(self.balance, self.decorrelation, self.neighbors, self.diffusion) >= 0, "penalty weights must be >= 0"),
+            (min(self.balance, self.decorrelation, self.neighbors, self.diffusion or 0.0) >= 0, "penalty weights must be >= 0"),
             ((self.diffusion_time is None or self.diffusion_time >= 0) and (self.diffusion_mix or 0.0) >= 0,
              "diffusion time and mix must be >= 0"),
             (self.shared_neighbors is None or self.shared_neighbors >= 0,
@@ -255,7 +256,8 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, 
     """Fit `model` to the rows of X in place; return the history. The best validation state is kept.
 
     `neighbors` (n, k) row indices: the k-NN graph used by the neighbour term (cfg.neighbors > 0).
-    `targets` (n, bits) 0/1: bits the code logits are pulled toward (cfg.diffusion > 0)."""
+    `targets` (n, bits) 0/1: bits the code logits are pulled toward (cfg.diffusion: their weight; None, the
+    default for the data, diffusion.default_walk)."""
     device = distributed.device_for(pick_device(cfg.device))
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -278,7 +280,11 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, 
     otype = model.cfg.output_type
     use_neighbors = bool(cfg.neighbors) and neighbors is not None and neighbors.shape[1] > 0
     target_bits = None
-    if cfg.diffusion and targets is not None:
+    weight = cfg.diffusion
+    if weight is None:
+        from .diffusion import default_walk
+        weight = default_walk(otype).weight
+    if weight and targets is not None:
         target_bits = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)).to(device)
     batches_per_epoch = math.ceil(len(train_idx) // ranks / batch_size)
     history: dict = {"train_loss": [], "val_loss": [], "noise": [], "epochs_run": 0, "stopped_early": False}
@@ -315,7 +321,7 @@ def train(model: BinaryAutoencoder, X, cfg: TrainConfig, progress: bool = True, 
             if use_neighbors:
                 loss = loss + cfg.neighbors * scale * neighbor_loss(logits, logits_nb, cfg.temperature)
             if target_bits is not None:
-                loss = loss + cfg.diffusion * scale * target_loss(logits, target_bits[torch.from_numpy(idx).to(device)])
+                loss = loss + weight * scale * target_loss(logits, target_bits[torch.from_numpy(idx).to(device)])
             if cfg.sparsity:
                 loss = loss + cfg.sparsity * scale * sparsity_penalty(code, cfg.sparsity_target)
             if cfg.variational:
