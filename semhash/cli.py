@@ -101,6 +101,10 @@ def autoencoder_family_options(defaults: bool = True) -> list:
         click.option("--variational", default=d(0.0), type=float, show_default=defaults,
                      help="Variational: > 0 samples Bernoulli codes in training, with this weight on their KL to a "
                           "Bernoulli(0.5) prior (0: off)."),
+        click.option("--rank-epochs", default=None, type=int,
+                     help="Epochs of neighbour distillation after training: the encoder learns to rank each item's "
+                          "exact cosine neighbours first (dense vectors; 0: off)  "
+                          "[default: 8 for real vectors such as embeddings, 0 for texts and images]."),
     ]
 
 

@@ -175,7 +175,7 @@ class Engine:
 
         `options`: every training option of `semhash train`, by the same names (bits, hasher, epochs,
         batch_size, lr, noise, hidden, neighbors, temperature, diffusion, diffusion_time, corruption,
-        input_noise, sparsity, sparsity_target, contractive, variational, device, seed, threads,
+        input_noise, sparsity, sparsity_target, contractive, variational, rank_epochs, device, seed, threads,
         max_features, standardize, train_sample; see semhash.hashers.options.TrainingOptions).
         From a path, the model is fitted on a seeded sample of `train_sample` records (default 100,000)."""
         opts = TrainingOptions.of(**options)

@@ -225,7 +225,7 @@ def test_eval_passes_the_options_to_the_autoencoder(tmp_path, topic_docs, write_
 
 def test_rank_epochs_move_the_encoder_alone_and_lower_the_distillation_loss():
     X = data(n=400)
-    plain, tuned = fit(X, epochs=3), fit(X, epochs=3, rank_epochs=6, rank_lr=3e-3)
+    plain, tuned = fit(X, epochs=3, rank_epochs=0), fit(X, epochs=3, rank_epochs=6, rank_lr=3e-3)
     assert "rank" not in plain.history
     losses = tuned.history["rank"]["loss"]
     assert len(losses) == 6 and losses[-1] < losses[0]
@@ -242,3 +242,14 @@ def test_rank_epochs_on_sparse_features_and_bad_values_are_refused():
     for kw in (dict(rank_epochs=-1), dict(rank_epochs=1.5), dict(rank_lr=0.0), dict(rank_temperature=-1.0)):
         with pytest.raises(ConfigError, match="rank_"):
             TrainConfig(**kw)
+
+
+def test_real_vectors_distil_by_default_images_and_texts_do_not():
+    from semhash.hashers.ae import RANK_EPOCHS
+
+    X = data(n=200)
+    assert len(fit(X, epochs=2).history["rank"]["loss"]) == RANK_EPOCHS["real"]
+    assert "rank" not in fit(1 / (1 + np.exp(-X)), epochs=2, output_type="unit").history
+    texts = sp.random(60, 30, density=0.2, format="csr", dtype=np.float32, random_state=0)
+    assert "rank" not in fit(texts, epochs=2, output_type="distribution").history
+    assert "rank" not in fit(X[:10], epochs=2).history  # too few rows to distil

@@ -38,7 +38,7 @@ def test_engine_train_takes_every_training_option(vector_docs, write_jsonl, tmp_
     options = dict(bits=16, hasher="ae", epochs=2, batch_size=16, lr=2e-3, noise=3.0, hidden=[24, 12],
                    neighbors=0.1, temperature=0.5, diffusion=0.2, diffusion_time=7.0, corruption=0.1,
                    input_noise=0.05, sparsity=0.2, sparsity_target=0.4, contractive=0.01, variational=0.1,
-                   device="cpu", seed=3,
+                   rank_epochs=2, device="cpu", seed=3,
                    threads=1, max_features=50, standardize=True, train_sample=60, featurizer="tfidf")
     assert set(options) == {f.name for f in dataclasses.fields(TrainingOptions)}
     engine = Engine.train(write_jsonl(tmp_path / "c.jsonl", docs), progress=False, **options)
@@ -50,7 +50,8 @@ def test_engine_train_takes_every_training_option(vector_docs, write_jsonl, tmp_
             cfg.diffusion_time, cfg.device, cfg.seed, cfg.threads) == (2, 16, 2e-3, 3.0, 0.1, 0.5, 0.2, 7.0,
                                                                         "cpu", 3, 1)
     assert (cfg.corruption, cfg.input_noise, cfg.sparsity, cfg.sparsity_target, cfg.contractive,
-            cfg.variational) == (0.1, 0.05, 0.2, 0.4, 0.01, 0.1)
+            cfg.variational, cfg.rank_epochs) == (0.1, 0.05, 0.2, 0.4, 0.01, 0.1, 2)
+    assert len(h.history["rank"]["loss"]) == 2
     assert engine.model.featurizer.standardize is True and engine.model.featurizer.mean is not None
     assert Engine.train(batch, progress=False, bits=8, hasher="itq").model.bits == 8
     with pytest.raises(ConfigError, match="unknown training option epoch; the options are: bits, hasher"):

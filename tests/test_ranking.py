@@ -9,6 +9,7 @@ from semhash.errors import ConfigError, ModelError
 from semhash.evaluate import neighbour_recalls
 from semhash.hashers import hasher_class
 from semhash.hashers.baselines import ITQHasher
+from semhash.hashers.distill import topk_loss
 from semhash.hashers.ranking import RankHasher, candidates, nearest
 
 FAST = dict(epochs=10, lr=1e-3, anchors=600, batch_size=64, threads=1, device="cpu")
@@ -43,6 +44,30 @@ def test_fine_tuning_ranks_held_out_neighbours_better_than_itq(data):
     np.testing.assert_array_equal(plain.projection, itq.projection)
 
 
+def test_the_soft_loss_also_beats_itq_and_differs_from_the_default_topk(data):
+    db, q = data
+    itq, soft = ITQHasher(bits=16, seed=0).fit(db), RankHasher(bits=16, seed=0, loss="soft", **FAST).fit(db)
+    topk = RankHasher(bits=16, seed=0, **FAST).fit(db)  # the default loss
+    assert _recall(soft, db, q)["asym rerank 50"] > _recall(itq, db, q)["asym rerank 50"]
+    assert not np.array_equal(topk.projection, soft.projection) and topk.settings()["loss"] == "topk"
+    losses = soft.history["rank_loss"]
+    assert losses[-1] < losses[0]
+
+
+def test_topk_loss_counts_positives_against_negatives_only():
+    import torch
+
+    score = torch.tensor([[5.0, 4.0, 0.0, 9.0, 1.0, 2.0]])  # 2 positives, rank 2 left out, negatives from 3
+    want = np.mean([np.log(np.exp(p) + np.exp([9.0, 1.0, 2.0]).sum()) - p for p in (5.0, 4.0)])
+    assert float(topk_loss(score, 2, 3)) == pytest.approx(want, rel=1e-6)
+    moved = score.clone()
+    moved[0, 2] = 100.0  # between the positives and the negatives: ignored
+    assert float(topk_loss(moved, 2, 3)) == pytest.approx(want, rel=1e-6)
+    better = score.clone()
+    better[0, :2] += 3.0  # positives further ahead of the negatives: a lower loss
+    assert float(topk_loss(better, 2, 3)) < want
+
+
 def test_seeded_fit_is_deterministic_and_save_load_round_trips(data, tmp_path):
     db, q = data
     a = RankHasher(bits=8, seed=3, **FAST).fit(db)
@@ -75,6 +100,8 @@ def test_refusals():
         RankHasher(bits=8, epochs=-1)
     with pytest.raises(ConfigError, match="depth > near"):
         RankHasher(bits=8, near=50, depth=50)
+    with pytest.raises(ConfigError, match="rank hasher: loss must be one of soft, topk, got 'hard'"):
+        RankHasher(bits=8, loss="hard")
 
 
 def test_cli_trains_indexes_and_queries_with_the_rank_hasher(tmp_path, vector_docs, topic_docs, write_jsonl):

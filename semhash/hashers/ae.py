@@ -20,6 +20,11 @@ WEIGHTS_FILE = "model.pt"
 LAYOUT = 2  # checkpoints: 2 stores the first layer's weight (input_dim, width) (autoencoder.InputLayer)
 FIRST_WEIGHT = "encoder.0.weight"
 MIN_DIFFUSION_ROWS = 10  # fewer training rows: no graph worth diffusing over, the term is skipped
+# epochs of neighbour distillation after training (TrainConfig.rank_epochs None), per output of the autoencoder:
+# other real vectors, such as sentence embeddings, whose users re-rank candidates by the vectors themselves
+# (chosen on validation splits: README, "Measured results"); images and texts, whose codes follow their kind, none
+RANK_EPOCHS = {"real": 8}
+MIN_RANK_ROWS = 20  # fewer training rows: too few neighbours to distil, the default skips it
 # texts (the "distribution" output), unless told otherwise: a linear decoder that rebuilds only the most
 # frequent words. As good as the mirrored decoder over the whole vocabulary on the Debian descriptions, in a
 # fraction of the time (README, "How the defaults were chosen").
@@ -108,7 +113,11 @@ class AutoencoderHasher(Hasher):
         if shared and tc.rank_epochs:
             raise ConfigError("the neighbour distillation (rank_epochs) does not work with distributed training yet; "
                               "train on one process, or without it")
-        if tc.rank_epochs and sp.issparse(X):
+        rank_epochs = tc.rank_epochs
+        if rank_epochs is None:  # the default for the data: never where it cannot run
+            dense_enough = not sp.issparse(X) and X.shape[0] >= MIN_RANK_ROWS and not shared
+            rank_epochs = RANK_EPOCHS.get(output_type, 0) if dense_enough else 0
+        if rank_epochs and sp.issparse(X):
             raise ConfigError("rank_epochs distils the exact cosine neighbours of dense vectors (embeddings, "
                               "images), not of sparse TF-IDF rows")
         if tc.input_noise and sp.issparse(X):
@@ -133,12 +142,12 @@ class AutoencoderHasher(Hasher):
         if shared and use_diffusion:
             targets = distributed.share(targets, np.float32)
         self.history = train(self.model, X, tc, progress=progress, neighbors=graph, targets=targets)
-        if tc.rank_epochs:
-            self.history["rank"] = self._distill(X, progress)
+        if rank_epochs:
+            self.history["rank"] = self._distill(X, rank_epochs, progress)
         self.model.to("cpu")  # inference and saving happen on the CPU unless asked otherwise
 
-    def _distill(self, X: Features, progress: bool) -> dict:
-        """TrainConfig.rank_epochs of listwise distillation of the exact cosine neighbours into the encoder
+    def _distill(self, X: Features, epochs: int, progress: bool) -> dict:
+        """`epochs` (TrainConfig.rank_epochs, or RANK_EPOCHS) of listwise distillation of the exact cosine neighbours into the encoder
         (semhash.hashers.distill), after training: the encoder and code layer move, the decoder is left as it
         is (inference never uses it). The model stays in eval mode: no noise, no dropout."""
         from .distill import Distill, finetune
@@ -146,13 +155,13 @@ class AutoencoderHasher(Hasher):
         tc, model = self.train_config, self.model
         device = next(model.parameters()).device
         if progress:
-            print(f"distilling the neighbours of {X.shape[0]:,} rows ({tc.rank_epochs} epochs) ...",
+            print(f"distilling the neighbours of {X.shape[0]:,} rows ({epochs} epochs) ...",
                   file=sys.stderr, flush=True)
         started = time.perf_counter()
         model.eval()
         Xt = torch.from_numpy(np.asarray(X, np.float32)).to(device)
         params = [*model.encoder.parameters(), *model.to_code.parameters()]
-        settings = Distill(epochs=tc.rank_epochs, lr=tc.rank_lr, temperature=tc.rank_temperature)
+        settings = Distill(epochs=epochs, lr=tc.rank_lr, temperature=tc.rank_temperature, loss=tc.rank_loss)
         losses = finetune(X, lambda rows: model.code_logits(Xt[rows]), params, settings, tc.seed, device)
         return {"loss": [round(x, 6) for x in losses], "seconds": round(time.perf_counter() - started, 3)}
 

@@ -1,12 +1,15 @@
-"""Listwise distillation of the exact cosine neighbours into a code's logits (torch).
+"""Distillation of the exact cosine neighbours into a code's logits (torch).
 
 Re-ranking needs an item's exact nearest neighbours among its candidates, which neither ITQ's variance
 nor the autoencoder's diffusion targets ask for. For an anchor row and candidates drawn from its exact
-neighbours (the nearest, some farther, some at random), the softmax of the features' cosines at a low
-temperature is the teacher, and the softmax of the asymmetric score (the anchor's logits against the
-candidates' relaxed codes, tanh(beta * logits); semhash.asymmetric) the student. `finetune` runs Adam
-on whatever parameters produce the logits: ITQ's projection (the rank hasher) or the autoencoder's
-encoder (TrainConfig.rank_epochs). Dense features only.
+neighbours (the nearest, some farther, some at random), the student is the asymmetric score of each
+candidate (the anchor's logits against the candidates' relaxed codes, tanh(beta * logits);
+semhash.asymmetric). Two losses: "topk" (the default) asks that each of the anchor's 10 nearest outscore
+the candidates from rank 50 on, what recall@10 after re-ranking needs, and leaves the order among the 10
+and the ranks between free; "soft" (the rank hasher's first loss) fits the softmax of the features'
+cosines at a low temperature, every candidate's order included. `finetune` runs Adam on whatever
+parameters produce the logits: ITQ's projection (the rank hasher) or the autoencoder's encoder
+(TrainConfig.rank_epochs). Dense features only.
 """
 from __future__ import annotations
 
@@ -22,10 +25,15 @@ if TYPE_CHECKING:  # torch is imported by finetune alone: the rank hasher's infe
 NEIGHBOUR_BLOCK = 1 << 24   # (anchor, row) similarities computed at once when finding the neighbours
 
 
+LOSSES = ("soft", "topk")
+
+
 class Distill(NamedTuple):
     """The fine-tune's settings: epochs over the anchors, Adam's learning rate, the teacher's temperature,
     anchors drawn, candidates per anchor (its `near` nearest, `middle` from the rest of its `depth` nearest,
-    `far` at random), anchors per batch."""
+    `far` at random), anchors per batch; the loss ("soft": the softmax of the cosines as the teacher;
+    "topk": each of the anchor's `positives` nearest against the candidates from rank `negatives_from` on,
+    the ones between left out), and those two ranks."""
     epochs: int = 4
     lr: float = 3e-4
     temperature: float = 0.05
@@ -35,6 +43,9 @@ class Distill(NamedTuple):
     far: int = 50
     depth: int = 500
     batch_size: int = 256
+    loss: str = "topk"
+    positives: int = 10
+    negatives_from: int = 50
 
 
 def nearest(unit: np.ndarray, anchors: np.ndarray, depth: int) -> np.ndarray:
@@ -82,20 +93,38 @@ def finetune(X: np.ndarray, logits_of: Callable[[torch.Tensor], torch.Tensor], p
     tau = torch.nn.Parameter(torch.tensor(0.1, device=device))                                       # the student's
     opt = torch.optim.Adam([*params, beta, tau], lr=s.lr)                                            # temperature
     near, losses = min(s.near, ranked.shape[1]), []
+    positives = max(1, min(s.positives, near - 1))
+    negatives_from = min(max(s.negatives_from, positives), near)
     for _ in range(s.epochs):
         order, total = rng.permutation(len(anchors)), 0.0
         for start in range(0, len(order), s.batch_size):
             pick = order[start:start + s.batch_size]
             a = torch.from_numpy(anchors[pick]).to(device)
             c = torch.from_numpy(candidates(ranked[pick], near, s.middle, s.far, n, rng)).to(device)
-            teacher = torch.softmax(torch.einsum("bd,bcd->bc", Ut[a], Ut[c]) / s.temperature, dim=1)
             za = logits_of(a)                                          # (b, bits): the anchors' logits
             zc = logits_of(c.reshape(-1)).reshape(*c.shape, -1)        # (b, c, bits)
             score = torch.einsum("bk,bck->bc", za, torch.tanh(zc * beta)) * beta / za.shape[1]
-            loss = -(teacher * torch.log_softmax(score / tau.abs().clamp(min=1e-3), dim=1)).sum(1).mean()
+            score = score / tau.abs().clamp(min=1e-3)
+            if s.loss == "topk":
+                loss = topk_loss(score, positives, negatives_from)
+            else:
+                teacher = torch.softmax(torch.einsum("bd,bcd->bc", Ut[a], Ut[c]) / s.temperature, dim=1)
+                loss = -(teacher * torch.log_softmax(score, dim=1)).sum(1).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(pick)
         losses.append(total / len(order))
     return losses
+
+
+def topk_loss(score, positives: int, negatives_from: int):
+    """Each of the first `positives` candidates (the anchor's nearest) against the candidates from
+    `negatives_from` on: the mean over anchors and positives of -log softmax of the positive among itself
+    and those negatives. Asks for what recall@k after re-ranking needs, that the true top k outscore the
+    rest, and not for their order among themselves."""
+    import torch
+
+    pos, neg = score[:, :positives], score[:, negatives_from:]
+    both = torch.cat([pos.unsqueeze(2), neg.unsqueeze(1).expand(-1, positives, -1)], dim=2)
+    return (torch.logsumexp(both, dim=2) - pos).mean()

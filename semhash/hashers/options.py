@@ -34,6 +34,7 @@ class TrainingOptions:
     sparsity_target: float = 0.5
     contractive: float = 0.0
     variational: float = 0.0
+    rank_epochs: int | None = None  # None: 8 for real vectors, 0 for texts and images (hashers.ae.RANK_EPOCHS)
     device: str = "auto"
     seed: int = 0
     threads: int = 0
@@ -95,7 +96,7 @@ class TrainingOptions:
                           diffusion=self.diffusion, diffusion_time=self.diffusion_time, threads=self.threads,
                           corruption=self.corruption, input_noise=self.input_noise, sparsity=self.sparsity,
                           sparsity_target=self.sparsity_target, contractive=self.contractive,
-                          variational=self.variational,
+                          variational=self.variational, rank_epochs=self.rank_epochs,
                           **{k: v for k, v in more.items() if k in train_fields})
         try:
             return cls(bits=self.bits, hidden=self.widths(), train_config=cfg,

@@ -2,9 +2,9 @@
 
 ITQ keeps as much of the features' variance as sign() allows; the autoencoder's diffusion targets reward
 clusters. Neither asks for what re-ranking needs: that an item's exact nearest neighbours (by cosine on
-the features) come first. This hasher starts from ITQ and fine-tunes the projection by listwise
-distillation (semhash.hashers.distill). Only the projection is kept, so the hasher is a LinearHasher like
-ITQ at inference (no torch). Dense features only.
+the features) come first. This hasher starts from ITQ and fine-tunes the projection by distillation of
+the neighbours (semhash.hashers.distill). Only the projection is kept, so the hasher is a LinearHasher
+like ITQ at inference (no torch). Dense features only.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ConfigError, ModelError
 from .baselines import Features, ITQHasher
-from .distill import Distill, candidates, nearest  # noqa: F401  (candidates, nearest: re-exported)
+from .distill import LOSSES, Distill, candidates, nearest  # noqa: F401  (candidates, nearest: re-exported)
 
 
 class RankHasher(ITQHasher):
@@ -23,25 +23,28 @@ class RankHasher(ITQHasher):
     name = "rank"
 
     def __init__(self, bits: int = 32, seed: int = 0, pca_method: str = "auto", iterations: int = 50,
-                 epochs: int = 4, lr: float = 3e-4, temperature: float = 0.05, anchors: int = 20_000,
+                 epochs: int = 8, lr: float = 1e-3, temperature: float = 0.05, anchors: int = 20_000,
                  near: int = 50, middle: int = 50, far: int = 50, depth: int = 500, batch_size: int = 256,
-                 device: str = "auto", threads: int = 0):
+                 device: str = "auto", threads: int = 0, loss: str = "topk"):
         super().__init__(bits, seed, pca_method, iterations)
         checks = [(isinstance(epochs, (int, np.integer)) and epochs >= 0, f"epochs must be >= 0, got {epochs!r}"),
                   (lr > 0 and temperature > 0, f"lr and temperature must be > 0, got {lr} and {temperature}"),
                   (min(anchors, near, batch_size) >= 1 and min(middle, far) >= 0 and depth > near,
-                   "anchors, near and batch_size must be >= 1, middle and far >= 0, depth > near")]
+                   "anchors, near and batch_size must be >= 1, middle and far >= 0, depth > near"),
+                  (loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"rank hasher: {message}")
         self.epochs, self.lr, self.temperature = int(epochs), float(lr), float(temperature)
         self.anchors, self.near, self.middle, self.far = int(anchors), int(near), int(middle), int(far)
         self.depth, self.batch_size, self.device, self.threads = int(depth), int(batch_size), device, int(threads)
+        self.loss = loss
 
     def settings(self) -> dict:
         return {**super().settings(), "epochs": self.epochs, "lr": self.lr, "temperature": self.temperature,
                 "anchors": self.anchors, "near": self.near, "middle": self.middle, "far": self.far,
-                "depth": self.depth, "batch_size": self.batch_size, "device": self.device, "threads": self.threads}
+                "depth": self.depth, "batch_size": self.batch_size, "device": self.device, "threads": self.threads,
+                "loss": self.loss}
 
     def _fit_projection(self, X: Features) -> np.ndarray:
         import scipy.sparse as sp
@@ -59,7 +62,7 @@ class RankHasher(ITQHasher):
 
         start = time.perf_counter()
         s = Distill(self.epochs, self.lr, self.temperature, self.anchors, self.near, self.middle, self.far,
-                    self.depth, self.batch_size)
+                    self.depth, self.batch_size, self.loss)
         with cpu_threads(self.threads):
             torch.manual_seed(self.seed)
             device = pick_device(self.device)

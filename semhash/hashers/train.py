@@ -66,9 +66,10 @@ class TrainConfig:
     variational: float = 0.0   # > 0: Bernoulli-sampled codes in training, and this weight on KL(q || Bernoulli(0.5))
     # after training, epochs of listwise distillation of the exact cosine neighbours into the encoder
     # (semhash.hashers.distill; dense features only): codes that rank each item's own neighbours first
-    rank_epochs: int = 0
+    rank_epochs: int | None = None  # None: RANK_EPOCHS for the data (real vectors), 0 (off) otherwise
     rank_lr: float = 3e-4      # Adam's learning rate for those epochs
     rank_temperature: float = 0.05  # the teacher's softmax temperature over the candidates' cosines
+    rank_loss: str = "topk"    # distill.LOSSES: "topk" (the 10 nearest against the rest) or "soft" (that teacher)
     val_fraction: float = 0.1  # held out for early stopping (0 disables)
     patience: int = 5          # epochs without validation improvement before stopping
     seed: int = 0
@@ -123,9 +124,11 @@ class TrainConfig:
                                     f"got {self.contractive}"),
             (self.variational >= 0, f"variational (--variational) is a KL weight: >= 0 (0: the deterministic "
                                     f"bottleneck); got {self.variational}"),
-            (isinstance(self.rank_epochs, int) and not isinstance(self.rank_epochs, bool)
-             and 0 <= self.rank_epochs <= MAX_EPOCHS,
-             f"rank_epochs must be a whole number from 0 (off) to {MAX_EPOCHS:,}; got {self.rank_epochs!r}"),
+            (self.rank_epochs is None or (isinstance(self.rank_epochs, int) and not isinstance(self.rank_epochs, bool)
+                                          and 0 <= self.rank_epochs <= MAX_EPOCHS),
+             f"rank_epochs must be a whole number from 0 (off) to {MAX_EPOCHS:,} (None: the default for the data); "
+             f"got {self.rank_epochs!r}"),
+            (self.rank_loss in ("soft", "topk"), f"rank_loss must be soft or topk; got {self.rank_loss!r}"),
             (self.rank_lr > 0 and self.rank_temperature > 0,
              f"rank_lr and rank_temperature must be > 0; got {self.rank_lr} and {self.rank_temperature}"),
             (self.temperature >= 0, "temperature must be >= 0 (0: a pull between neighbours only)"),
