@@ -147,9 +147,9 @@ class AutoencoderHasher(Hasher):
         self.model.to("cpu")  # inference and saving happen on the CPU unless asked otherwise
 
     def _distill(self, X: Features, epochs: int, progress: bool) -> dict:
-        """`epochs` (TrainConfig.rank_epochs, or RANK_EPOCHS) of listwise distillation of the exact cosine neighbours into the encoder
-        (semhash.hashers.distill), after training: the encoder and code layer move, the decoder is left as it
-        is (inference never uses it). The model stays in eval mode: no noise, no dropout."""
+        """`epochs` (TrainConfig.rank_epochs, or RANK_EPOCHS) of distillation of the exact cosine neighbours
+        into the encoder (semhash.hashers.distill), after training: the encoder and code layer move, the
+        decoder is left as it is (inference never uses it). The model stays in eval mode: no noise, no dropout."""
         from .distill import Distill, finetune
 
         tc, model = self.train_config, self.model

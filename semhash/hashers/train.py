@@ -23,6 +23,7 @@ from .. import distributed
 from ..errors import ConfigError
 from .autoencoder import (BinaryAutoencoder, balance_penalty, bernoulli_kl, contractive_penalty, corrupt,
                           decorrelation_penalty, neighbor_loss, reconstruction_loss, sparsity_penalty, target_loss)
+from .distill import LOSSES
 
 
 MAX_EPOCHS = 100_000
@@ -128,7 +129,7 @@ class TrainConfig:
                                           and 0 <= self.rank_epochs <= MAX_EPOCHS),
              f"rank_epochs must be a whole number from 0 (off) to {MAX_EPOCHS:,} (None: the default for the data); "
              f"got {self.rank_epochs!r}"),
-            (self.rank_loss in ("soft", "topk"), f"rank_loss must be soft or topk; got {self.rank_loss!r}"),
+            (self.rank_loss in LOSSES, f"rank_loss must be {' or '.join(LOSSES)}; got {self.rank_loss!r}"),
             (self.rank_lr > 0 and self.rank_temperature > 0,
              f"rank_lr and rank_temperature must be > 0; got {self.rank_lr} and {self.rank_temperature}"),
             (self.temperature >= 0, "temperature must be >= 0 (0: a pull between neighbours only)"),
